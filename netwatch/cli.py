@@ -1,0 +1,190 @@
+"""The `netwatch` command: `run` (the daemon) and `matrix` (one round).
+
+Exit codes of `netwatch matrix`: 0 every pair as expected, 1 a pair
+contradicts the expectation (or, with --fail-on-unmeasured, could not be
+measured), 2 usage or configuration error, 3 the Docker engine could not be
+used. `netwatch run` exits 0 when stopped, 2 on a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from netwatch import __version__
+from netwatch.config import Config, load_config
+from netwatch.errors import ConfigError, DockerError
+from netwatch.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_CONTRADICTION = 1
+EXIT_USAGE = 2
+EXIT_ENGINE = 3
+
+log = structlog.get_logger("netwatch.cli")
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", type=Path, metavar="FILE", help="YAML configuration file"
+    )
+    parser.add_argument(
+        "--docker-host",
+        metavar="URL",
+        help="engine address (default: DOCKER_HOST, else the local socket)",
+    )
+    parser.add_argument(
+        "--opt-in",
+        action="store_true",
+        default=None,
+        help="monitor only containers labelled netwatch.enable=true",
+    )
+    parser.add_argument(
+        "--include-self",
+        action="store_true",
+        default=None,
+        help="probe from and to netwatch's own container too",
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="log level"
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="log format"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netwatch",
+        description="Proves, continuously, which Docker containers can reach which.",
+        epilog="Settings: defaults < --config FILE < NETWATCH_* variables < flags.",
+    )
+    parser.add_argument("--version", action="version", version=f"netwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the daemon: probe every pair, serve /metrics and the matrix",
+        description="Monitor every running container of the engine, probe every "
+        "ordered pair, and serve /metrics, /api/v1/matrix, /-/healthy and /-/ready.",
+    )
+    _common_options(run)
+    run.add_argument(
+        "--listen",
+        metavar="[HOST]:PORT",
+        help="HTTP address (default :10980, all interfaces)",
+    )
+
+    matrix = commands.add_parser(
+        "matrix",
+        help="probe every pair once and print the matrix",
+        description="Run one full round and print the matrix: rows are sources, "
+        "columns destinations. Exit 0 when every pair is as expected, 1 when any "
+        "contradicts the expectation, 2 on usage or config errors, 3 when the "
+        "engine cannot be used.",
+    )
+    _common_options(matrix)
+    matrix.add_argument("--json", action="store_true", help="print JSON instead")
+    matrix.add_argument(
+        "--fail-on-unmeasured",
+        action="store_true",
+        help="exit 1 also when a pair could not be measured",
+    )
+    matrix.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour the table (default: when stdout is a terminal)",
+    )
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Flags that were given, nested like the configuration file."""
+    given = {
+        ("docker", "host"): args.docker_host,
+        ("discovery", "opt_in"): args.opt_in,
+        ("discovery", "include_self"): args.include_self,
+        ("log", "level"): args.log_level,
+        ("log", "format"): args.log_format,
+        ("http", "listen"): getattr(args, "listen", None),
+    }
+    overrides: dict[str, Any] = {}
+    for (section, key), value in given.items():
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+async def _run_daemon(config: Config) -> int:
+    from netwatch.daemon import Daemon
+
+    await Daemon(config).run()
+    return EXIT_OK
+
+
+async def _run_matrix(config: Config, args: argparse.Namespace) -> int:
+    from netwatch.oneshot import one_round
+    from netwatch.report import render_table, snapshot_to_dict
+
+    try:
+        snapshot = await one_round(config)
+    except DockerError as exc:
+        print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+
+    if args.json:
+        print(json.dumps(snapshot_to_dict(snapshot), indent=2, ensure_ascii=False))
+    else:
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        print(render_table(snapshot, color=color), end="")
+
+    counts = snapshot.verdict_counts()
+    from netwatch.matrix import Verdict
+
+    if counts[Verdict.BROKEN] or counts[Verdict.UNEXPECTED]:
+        return EXIT_CONTRADICTION
+    if args.fail_on_unmeasured and counts[Verdict.UNMEASURED]:
+        return EXIT_CONTRADICTION
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    overrides = _overrides(args)
+    if args.command == "matrix" and args.log_level is None:
+        # Keep a one-shot's terminal for the matrix unless asked otherwise.
+        overrides.setdefault("log", {})["level"] = "warning"
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print("netwatch: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    configure_logging(config.log)
+    if args.command == "run":
+        return _run_async(_run_daemon(config))
+    return _run_async(_run_matrix(config, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""The configuration: its schema, its defaults, and how the layers combine.
+
+Layers, each overriding the one before: the defaults written here, a YAML file
+(`--config`), `NETWATCH_*` environment variables (nested keys joined by `__`,
+for example `NETWATCH_PROBES__PING__INTERVAL=5s`), then command-line flags.
+Validation happens once, on the combined result, and every problem is reported
+with the dotted name of its key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from netwatch.errors import ConfigError
+
+ENV_PREFIX = "NETWATCH_"
+ENV_NESTING = "__"
+DEFAULT_PORT = 10980
+
+# Time an exec needs beyond the tools' own deadlines: the engine starting the
+# process, and the watchdog in the probe script firing.
+EXEC_OVERHEAD_S = 1.5
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turns `500ms`, `10s`, `2m` or a bare number of seconds into seconds."""
+    if isinstance(value, bool):
+        return value  # let pydantic reject it as not a number
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number of seconds "
+                "or a number with ms, s, m or h"
+            )
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+def ping_deadline(count: int, spacing: float, reply_timeout: float) -> int:
+    """Whole seconds for `count` echoes `spacing` apart and the last wait."""
+    return math.ceil((count - 1) * spacing + reply_timeout)
+
+
+class Section(BaseModel):
+    """A configuration section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DockerSettings(Section):
+    host: str | None = Field(
+        default=None,
+        description="Engine address; unset means DOCKER_HOST, then the socket.",
+    )
+    exec_concurrency: int = Field(default=8, ge=1, le=64)
+    request_timeout: Duration = 10.0
+
+
+class DiscoverySettings(Section):
+    opt_in: bool = Field(
+        default=False,
+        description="Monitor only containers labelled netwatch.enable=true.",
+    )
+    include_self: bool = False
+    resync_interval: Duration = 60.0
+    reconnect_backoff_max: Duration = 30.0
+
+
+class PingSettings(Section):
+    enabled: bool = True
+    count: int = Field(default=3, ge=1, le=100)
+    # iputils refuses intervals under 0.2 s to users without privileges.
+    spacing: Duration = Field(default=0.2, ge=0.2)
+    reply_timeout: Duration = 1.0
+    # Declared after the fields its check reads.
+    interval: Duration = 10.0
+
+    @property
+    def deadline(self) -> float:
+        """Whole seconds one ping run may take (ping's `-w` takes integers)."""
+        return float(ping_deadline(self.count, self.spacing, self.reply_timeout))
+
+    @field_validator("interval")
+    @classmethod
+    def _fits_interval(cls, interval: float, info: ValidationInfo) -> float:
+        count = info.data.get("count")
+        spacing = info.data.get("spacing")
+        reply_timeout = info.data.get("reply_timeout")
+        if count is None or spacing is None or reply_timeout is None:
+            return interval  # already reported as invalid
+        needed = ping_deadline(count, spacing, reply_timeout) + EXEC_OVERHEAD_S
+        if interval <= needed:
+            raise ValueError(
+                f"{interval:g}s is too short for {count} echoes {spacing:g}s "
+                f"apart with a {reply_timeout:g}s reply timeout; it must "
+                f"exceed {needed:g}s"
+            )
+        return interval
+
+
+class TcpSettings(Section):
+    enabled: bool = True
+    connect_timeout: Duration = 2.0
+    max_ports: int = Field(default=8, ge=1, le=64)
+    interval: Duration = 30.0
+
+    @property
+    def deadline(self) -> float:
+        return self.connect_timeout
+
+    @field_validator("interval")
+    @classmethod
+    def _fits_interval(cls, interval: float, info: ValidationInfo) -> float:
+        connect_timeout = info.data.get("connect_timeout")
+        if connect_timeout is None:
+            return interval
+        needed = connect_timeout + EXEC_OVERHEAD_S
+        if interval <= needed:
+            raise ValueError(
+                f"{interval:g}s is too short for a {connect_timeout:g}s "
+                f"connect timeout; it must exceed {needed:g}s"
+            )
+        return interval
+
+
+class ProbeSettings(Section):
+    ping: PingSettings = PingSettings()
+    tcp: TcpSettings = TcpSettings()
+    jitter: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=0.5,
+        description="Random shift of each run, as a fraction of its interval.",
+    )
+    tool_recheck_interval: Duration = Field(
+        default=600.0,
+        description="How long a container found without tools is left alone.",
+    )
+
+
+class MatrixSettings(Section):
+    loss_window: int = Field(
+        default=10, ge=1, le=1000, description="Ping runs kept per pair."
+    )
+    degraded_loss_ratio: float = Field(default=0.05, gt=0.0, le=1.0)
+
+
+class HttpSettings(Section):
+    listen: str = f":{DEFAULT_PORT}"
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        split_listen_address(value)
+        return value
+
+    @property
+    def host_and_port(self) -> tuple[str | None, int]:
+        return split_listen_address(self.listen)
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(BaseSettings):
+    """Everything netwatch can be told. Build it with `load_config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
+        extra="forbid",
+        frozen=True,
+    )
+
+    docker: DockerSettings = DockerSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    probes: ProbeSettings = ProbeSettings()
+    matrix: MatrixSettings = MatrixSettings()
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+
+
+def split_listen_address(value: str) -> tuple[str | None, int]:
+    """Splits `host:port`, `[v6]:port` or `:port`; an empty host means all."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"{value!r} is not host:port (for example :{DEFAULT_PORT})")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    host = host.removeprefix("[").removesuffix("]")
+    return (host or None), port
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Hands pydantic-settings the values already read from the YAML file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(
+        self, field: FieldInfo, field_name: str
+    ) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._values
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Reads the YAML file; an empty file is an empty configuration."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from exc
+
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            [f"{path}: the top level must be a mapping of sections, "
+             f"not {type(values).__name__}"]
+        )
+    return values
+
+
+def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        env_name = f"{prefix}{name}".upper()
+        names.add(env_name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _known_env_names(annotation, env_name + ENV_NESTING)
+    return names
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Rejects `NETWATCH_*` variables that name no setting (typos)."""
+    known = _known_env_names(Config, ENV_PREFIX)
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+    if unknown:
+        raise ConfigError(
+            [f"{name}: no such setting (nested keys are joined by "
+             f"{ENV_NESTING!r}, e.g. NETWATCH_PROBES__PING__INTERVAL)"
+             for name in unknown]
+        )
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif not isinstance(error.get("input"), dict | list | type(None)):
+        message = f"{message} (got {error['input']!r})"
+    return f"{key}: {message}"
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Combines defaults, the file, the environment and `overrides` (flags).
+
+    `overrides` is nested like the file (`{"http": {"listen": ":9999"}}`).
+    Raises ConfigError naming every faulty key.
+    """
+    check_environment(os.environ)
+    file_values = read_config_file(path) if path is not None else {}
+
+    class _Layered(Config):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _FileSource(settings_cls, file_values))
+
+    try:
+        layered = _Layered(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+
+    return Config.model_validate(layered.model_dump())

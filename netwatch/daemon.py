@@ -1,0 +1,153 @@
+"""The daemon: wires discovery, the pair plan, the scheduler, the matrix and
+the HTTP server together, and stops them cleanly.
+
+Data flows one way: discovery notices a change, the plan is made again, the
+matrix and the scheduler adopt it; the scheduler's results go to the matrix;
+metrics and the API read snapshots of the matrix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from netwatch.config import Config
+from netwatch.discovery import Discovery, own_container_id
+from netwatch.docker_api import DockerClient
+from netwatch.matrix import ReachabilityMatrix
+from netwatch.metrics import SelfMetrics
+from netwatch.pairs import plan_pairs
+from netwatch.probes.exec_engine import ExecEngine
+from netwatch.probes.outcome import ProbeKind
+from netwatch.scheduler import Scheduler
+from netwatch.web import WebSources, bound_port, build_app, start_server
+
+log = structlog.get_logger("netwatch.daemon")
+
+# A burst of engine events is folded into one new plan.
+_REPLAN_DEBOUNCE_S = 0.2
+# Runs under way at shutdown are waited for this long at most: a run never
+# takes longer than its tools' deadlines and the watchdog.
+_DRAIN_TIMEOUT_S = 6.0
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = SelfMetrics(self.registry)
+        self.matrix = ReachabilityMatrix(config.matrix)
+        self._changed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._scheduler: Scheduler | None = None
+        self._discovery: Discovery | None = None
+        self.port: int | None = None
+        self.started = asyncio.Event()
+        self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
+
+    def ready(self) -> bool:
+        """After the first full round, and while the engine answers."""
+        return (
+            self._discovery is not None
+            and self._discovery.engine_up is True
+            and self._scheduler is not None
+            and self._scheduler.all_kinds_completed_a_round()
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Runs until `stop()` or SIGTERM/SIGINT."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(signum, self.stop)
+            except (NotImplementedError, RuntimeError):
+                pass  # not the main thread (tests): stop() still works
+
+        config = self.config
+        host, port = config.http.host_and_port
+        app = build_app(WebSources(self.matrix.snapshot, self.ready, self.registry))
+        runner = await start_server(app, host, port)
+        self.port = bound_port(runner)
+        log.info("daemon.listening", address=f"{host or '*'}:{self.port}")
+        try:
+            async with DockerClient(config.docker.host, config.docker.request_timeout) as client:
+                await self._run_with(client)
+        finally:
+            await runner.cleanup()
+            log.info("daemon.stopped")
+
+    async def _run_with(self, client: DockerClient) -> None:
+        config = self.config
+        self_id = own_container_id()
+        engine = ExecEngine(
+            client,
+            config.probes,
+            concurrency=config.docker.exec_concurrency,
+            metrics=self.metrics,
+        )
+        self._scheduler = Scheduler(
+            engine, self.matrix, config.probes, metrics=self.metrics, on_round=self._on_round
+        )
+        self._discovery = Discovery(
+            client,
+            config.discovery,
+            metrics=self.metrics,
+            on_change=self._changed.set,
+            self_id=self_id,
+        )
+        log.info(
+            "daemon.starting",
+            engine=engine.name,
+            docker=client.address,
+            own_container=self_id[:12] if self_id else None,
+            probes={kind.value: interval for kind, interval in self._scheduler.kinds.items()},
+        )
+
+        async with asyncio.TaskGroup() as tasks:
+            workers = [
+                tasks.create_task(self._discovery.run()),
+                tasks.create_task(self._scheduler.run()),
+                tasks.create_task(self._replan()),
+            ]
+            self.started.set()
+            await self._stop.wait()
+            log.info("daemon.stopping")
+            await self._scheduler.drain(_DRAIN_TIMEOUT_S)
+            for worker in workers:
+                worker.cancel()
+
+    async def _replan(self) -> None:
+        assert self._discovery is not None and self._scheduler is not None
+        last_counts: tuple[int, int] | None = None
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(_REPLAN_DEBOUNCE_S)
+            self._changed.clear()
+            monitored = self._discovery.monitored()
+            plan = plan_pairs(monitored.values(), max_ports=self.config.probes.tcp.max_ports)
+            self.matrix.set_plan(plan, monitored)
+            self._scheduler.update(plan, monitored)
+            counts = (len(monitored), plan.count)
+            if counts != last_counts:
+                log.info(
+                    "daemon.plan_updated",
+                    containers=len(monitored),
+                    pairs=plan.count,
+                    unaddressable=len(plan.unaddressable),
+                )
+                last_counts = counts
+
+    def _on_round(self, kind: ProbeKind, completed: int) -> None:
+        if completed == 1:
+            counts = self.matrix.snapshot().verdict_counts()
+            log.info(
+                "daemon.first_round",
+                probe=kind.value,
+                **{f"pairs_{verdict.value}": count for verdict, count in counts.items()},
+            )

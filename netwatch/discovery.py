@@ -1,0 +1,278 @@
+"""Discovery: the inventory of containers, kept in step with the engine.
+
+It lists every running or paused container and inspects each, then follows
+the engine's event stream so that starts, stops, renames, pauses and network
+changes reach the matrix within seconds. When the stream is cut or the engine
+restarts it reconnects with backoff, asks for events `since` the last one it
+saw, drops duplicates, and lists everything again, because events can still
+be missed. A periodic resync covers engines that send no rename events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import structlog
+
+from netwatch.config import DiscoverySettings
+from netwatch.containers import (
+    ContainerInfo,
+    NetworkInfo,
+    container_from_inspect,
+    monitoring_decision,
+    network_from_list_entry,
+)
+from netwatch.docker_api import DockerClient
+from netwatch.errors import ContainerGoneError, DockerError
+from netwatch.metrics import SelfMetrics
+
+log = structlog.get_logger("netwatch.discovery")
+
+_CONTAINER_ID = re.compile(r"\b([0-9a-f]{64})\b")
+_SEEN_EVENTS = 4096
+_BACKOFF_START_S = 0.5
+
+
+def own_container_id(proc: Path = Path("/proc/self")) -> str | None:
+    """The id of the container netwatch runs in, or None on a plain host.
+
+    The engine bind-mounts /etc/hostname from the container's own folder,
+    whose path holds its id; cgroup paths hold it too on most setups.
+    """
+    for name in ("mountinfo", "cgroup"):
+        try:
+            text = (proc / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if name == "mountinfo" and "/containers/" not in line:
+                continue
+            if match := _CONTAINER_ID.search(line):
+                return match.group(1)
+    return None
+
+
+def event_key(event: Mapping[str, Any]) -> tuple[str, str, int]:
+    actor = event.get("Actor") or {}
+    return (
+        str(actor.get("ID") or event.get("id") or ""),
+        str(event.get("Action") or event.get("status") or ""),
+        int(event.get("timeNano") or 0),
+    )
+
+
+def event_since(time_nano: int) -> str:
+    """The `since` value that replays events from `time_nano` on."""
+    return f"{time_nano // 1_000_000_000}.{time_nano % 1_000_000_000:09d}"
+
+
+class Discovery:
+    """Owns the inventory; calls `on_change` whenever it changed."""
+
+    def __init__(
+        self,
+        client: DockerClient,
+        settings: DiscoverySettings,
+        *,
+        metrics: SelfMetrics,
+        on_change: Callable[[], None],
+        self_id: str | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._metrics = metrics
+        self._on_change = on_change
+        self._self_id = self_id
+        self._all: dict[str, ContainerInfo] = {}
+        self._networks: dict[str, NetworkInfo] = {}
+        self._seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+        self._last_event_nano: int | None = None
+        self._lock = asyncio.Lock()
+        # None until the first contact, so the first failure is reported too.
+        self.engine_up: bool | None = None
+        self.synced = asyncio.Event()
+
+    @property
+    def settings(self) -> DiscoverySettings:
+        return self._settings
+
+    def replace_settings(self, settings: DiscoverySettings) -> None:
+        self._settings = settings
+        self._on_change()
+
+    @property
+    def containers(self) -> Mapping[str, ContainerInfo]:
+        """Every running or paused container, monitored or not."""
+        return MappingProxyType(self._all)
+
+    def decisions(self) -> dict[str, tuple[bool, str]]:
+        return {
+            container_id: monitoring_decision(
+                info,
+                opt_in=self._settings.opt_in,
+                self_id=self._self_id,
+                include_self=self._settings.include_self,
+            )
+            for container_id, info in self._all.items()
+        }
+
+    def monitored(self) -> dict[str, ContainerInfo]:
+        decisions = self.decisions()
+        return {cid: info for cid, info in self._all.items() if decisions[cid][0]}
+
+    async def refresh_all(self) -> None:
+        """Lists networks and containers again and replaces the inventory."""
+        async with self._lock:
+            self._networks = {
+                n.id: n for n in map(network_from_list_entry, await self._client.list_networks())
+            }
+            fresh: dict[str, ContainerInfo] = {}
+            for container_id in await self._client.list_container_ids():
+                try:
+                    inspect = await self._client.inspect_container(container_id)
+                except ContainerGoneError:
+                    continue
+                if (inspect.get("State") or {}).get("Running"):
+                    fresh[container_id] = container_from_inspect(inspect, self._networks)
+            changed = fresh != self._all
+            self._all = fresh
+        self._mark_engine(up=True)
+        self.synced.set()
+        if changed:
+            for info in fresh.values():
+                for problem in info.label_problems:
+                    log.warning("discovery.label_ignored", container=info.name, reason=problem)
+            self._on_change()
+
+    async def run(self) -> None:
+        """Follows the engine for as long as netwatch runs."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._follow())
+            tasks.create_task(self._resync_periodically())
+
+    async def _follow(self) -> None:
+        backoff = _BACKOFF_START_S
+        while True:
+            since = event_since(
+                self._last_event_nano
+                if self._last_event_nano is not None
+                else int((time.time() - 1) * 1e9)
+            )
+            follower = asyncio.create_task(self._client.follow_events(since, self._handle))
+            try:
+                # Listing after subscribing: nothing slips between the two.
+                await asyncio.sleep(0.05)
+                await self.refresh_all()
+                backoff = _BACKOFF_START_S
+                await follower
+                log.warning("discovery.events_ended", reason="the engine closed the stream")
+                self._metrics.errors.labels(kind="events_stream_ended").inc()
+            except DockerError as exc:
+                self._mark_engine(up=False, reason=str(exc))
+            finally:
+                follower.cancel()
+                await asyncio.wait([follower])
+            delay = backoff * random.uniform(0.8, 1.2)
+            backoff = min(backoff * 2, self._settings.reconnect_backoff_max)
+            await asyncio.sleep(delay)
+
+    async def _resync_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.resync_interval)
+            if not self.engine_up:
+                continue
+            try:
+                await self.refresh_all()
+            except DockerError as exc:
+                self._mark_engine(up=False, reason=str(exc))
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        key = event_key(event)
+        if key in self._seen:
+            return
+        self._seen[key] = None
+        while len(self._seen) > _SEEN_EVENTS:
+            self._seen.popitem(last=False)
+        if key[2]:
+            self._last_event_nano = max(key[2], self._last_event_nano or 0)
+
+        kind = str(event.get("Type") or "")
+        self._metrics.events.labels(type=kind or "unknown").inc()
+        actor = event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        log.debug("discovery.event", type=kind, action=key[1], actor=key[0][:12])
+        if kind == "network":
+            action = key[1]
+            if action in ("create", "destroy"):
+                await self._refresh_networks()
+            container_id = attributes.get("container")
+            if container_id:
+                await self._refresh_container(str(container_id))
+        elif kind == "container":
+            await self._refresh_container(key[0])
+
+    async def _refresh_networks(self) -> None:
+        entries = await self._client.list_networks()
+        async with self._lock:
+            self._networks = {n.id: n for n in map(network_from_list_entry, entries)}
+
+    async def _refresh_container(self, container_id: str) -> None:
+        if not container_id:
+            return
+        try:
+            inspect: dict[str, Any] | None = await self._client.inspect_container(container_id)
+        except ContainerGoneError:
+            inspect = None
+        async with self._lock:
+            before = self._all.get(container_id)
+            running = inspect is not None and (inspect.get("State") or {}).get("Running")
+            if inspect is not None and running:
+                after: ContainerInfo | None = container_from_inspect(inspect, self._networks)
+            else:
+                after = None
+            if before == after:
+                return
+            if after is None:
+                self._all.pop(container_id, None)
+            else:
+                self._all[container_id] = after
+        self._log_change(before, after)
+        self._on_change()
+
+    def _log_change(self, before: ContainerInfo | None, after: ContainerInfo | None) -> None:
+        if before is None and after is not None:
+            log.info("discovery.container_added", container=after.name, id=after.short_id)
+            for problem in after.label_problems:
+                log.warning("discovery.label_ignored", container=after.name, reason=problem)
+        elif after is None and before is not None:
+            log.info("discovery.container_removed", container=before.name, id=before.short_id)
+        elif before is not None and after is not None:
+            if before.name != after.name:
+                log.info("discovery.container_renamed", container=after.name, previous=before.name)
+            if before.paused != after.paused:
+                event = "discovery.container_paused" if after.paused else "discovery.container_unpaused"
+                log.info(event, container=after.name)
+            if before.networks != after.networks:
+                log.info(
+                    "discovery.networks_changed",
+                    container=after.name,
+                    networks=[a.network for a in after.networks],
+                )
+
+    def _mark_engine(self, *, up: bool, reason: str | None = None) -> None:
+        """Logs the engine coming and going once per change, not per retry."""
+        if up and self.engine_up is not True:
+            log.info("discovery.engine_connected", address=self._client.address)
+        elif not up and self.engine_up is not False:
+            log.warning("docker.engine_unavailable", reason=reason)
+            self._metrics.errors.labels(kind="engine_unavailable").inc()
+        self.engine_up = up
+        self._metrics.docker_up.set(1 if up else 0)

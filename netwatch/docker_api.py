@@ -1,0 +1,271 @@
+"""The only module that talks to the Docker Engine API.
+
+It wraps aiodocker, negotiates the API version with the engine (never pins
+it), and translates every foreign error into `netwatch.errors` here, in one
+place. Endpoints used: GET /version, GET /containers/json, GET
+/containers/{id}/json, GET /networks, GET /events, POST /containers/{id}/exec,
+POST /exec/{id}/start, GET /exec/{id}/json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.events import DockerEvents
+
+from netwatch.errors import (
+    ContainerGoneError,
+    ContainerNotRunningError,
+    DockerError,
+    EngineUnavailableError,
+)
+
+# aiodocker reports a failed connection as a DockerError with this status.
+_AIODOCKER_CONNECT_FAILED = 900
+
+# Events netwatch follows. Exec events (ours, many) are filtered out by the
+# engine. The engine matches `health_status` against `health_status: healthy`.
+CONTAINER_ACTIONS = (
+    "start",
+    "restart",
+    "die",
+    "stop",
+    "kill",
+    "destroy",
+    "pause",
+    "unpause",
+    "rename",
+    "health_status",
+    "update",
+)
+NETWORK_ACTIONS = ("connect", "disconnect", "create", "destroy")
+
+# How long to keep asking for an exec's exit code after its output ended.
+_EXIT_CODE_POLLS = 20
+_EXIT_CODE_POLL_S = 0.05
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    """What one exec produced.
+
+    `exit_code` is None when the engine never reported one (the exec did not
+    start, or is still running after its deadline); it is never coerced to 0.
+    """
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None
+    running: bool
+    pid: int
+    timed_out: bool
+    truncated: bool
+    duration_s: float
+
+
+@contextlib.contextmanager
+def _translated(container_id: str | None = None) -> Iterator[None]:
+    """Turns aiodocker, aiohttp and OS errors into netwatch's own."""
+    try:
+        yield
+    except aiodocker.DockerError as exc:
+        message = str(exc.message).strip()
+        if exc.status == _AIODOCKER_CONNECT_FAILED:
+            raise EngineUnavailableError(message) from exc
+        if exc.status == 404 and container_id is not None:
+            raise ContainerGoneError(f"container {container_id[:12]}: {message}") from exc
+        if exc.status == 409 and container_id is not None:
+            raise ContainerNotRunningError(
+                f"container {container_id[:12]}: {message}"
+            ) from exc
+        if exc.status >= 500 and "is not running" in message:
+            raise ContainerNotRunningError(message) from exc
+        raise DockerError(f"engine answered {exc.status}: {message}") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise EngineUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class DockerClient:
+    """A connection to one engine. Use as an async context manager."""
+
+    def __init__(self, host: str | None = None, request_timeout: float = 10.0):
+        self._host = host
+        self._request_timeout = request_timeout
+        self._docker: aiodocker.Docker | None = None
+
+    async def __aenter__(self) -> DockerClient:
+        try:
+            self._docker = aiodocker.Docker(
+                url=self._host,
+                timeout=aiohttp.ClientTimeout(
+                    total=self._request_timeout, connect=self._request_timeout
+                ),
+            )
+        except (ValueError, OSError) as exc:
+            raise EngineUnavailableError(f"no usable Docker address: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    @property
+    def address(self) -> str:
+        docker = self._api
+        return str(getattr(docker, "_connection_info", docker.docker_host))
+
+    @property
+    def _api(self) -> aiodocker.Docker:
+        if self._docker is None:
+            raise RuntimeError("DockerClient used outside `async with`")
+        return self._docker
+
+    async def version(self) -> dict[str, Any]:
+        """Asks the engine who it is; the cheapest proof it answers."""
+        with _translated():
+            try:
+                return await self._api.version()
+            except TimeoutError as exc:
+                raise EngineUnavailableError("the engine did not answer in time") from exc
+
+    async def list_container_ids(self) -> list[str]:
+        """Ids of running and paused containers."""
+        with _translated():
+            containers = await self._api.containers.list(
+                filters=json.dumps({"status": ["running", "paused"]})
+            )
+        return [str(container.id) for container in containers]
+
+    async def inspect_container(self, container_id: str) -> dict[str, Any]:
+        with _translated(container_id):
+            container = await self._api.containers.get(container_id)
+        return dict(container._container)
+
+    async def list_networks(self) -> list[dict[str, Any]]:
+        with _translated():
+            return await self._api.networks.list()
+
+    async def follow_events(self, since: str | None, handle: EventHandler) -> None:
+        """Feeds engine events to `handle` until the stream ends.
+
+        Returns when the engine closes the stream; raises EngineUnavailableError
+        when the connection fails. Reconnecting is the caller's job.
+        """
+        filters = {
+            "type": ["container", "network"],
+            "event": sorted(set(CONTAINER_ACTIONS) | set(NETWORK_ACTIONS)),
+        }
+        params: dict[str, Any] = {"filters": json.dumps(filters)}
+        if since is not None:
+            params["since"] = since
+
+        feed = DockerEvents(self._api)
+        subscriber = feed.subscribe(create_task=False)
+        # No total or read timeout: a quiet engine is not a dead one.
+        reader = asyncio.ensure_future(feed.run(timeout=None, **params))
+        try:
+            while (event := await subscriber.get()) is not None:
+                await handle(event)
+        finally:
+            if not reader.done():
+                reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([reader])
+
+        if not reader.cancelled() and (failure := reader.exception()) is not None:
+            with _translated():
+                raise failure
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        deadline_s: float,
+        output_cap: int,
+        done_marker: bytes | None = None,
+    ) -> ExecOutput:
+        """Runs `argv` in the container with Tty off and stdout, stderr apart.
+
+        Output beyond `output_cap` bytes is dropped (`truncated`). When the
+        deadline passes, what was read so far is returned with `timed_out`.
+        Reading stops early once stdout ends with `done_marker`, so a process
+        the command left behind holding the stream open costs no waiting.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stdout = bytearray()
+        stderr = bytearray()
+        truncated = False
+        timed_out = False
+        execution = None
+
+        with _translated(container_id):
+            try:
+                async with asyncio.timeout(deadline_s):
+                    container = self._api.containers.container(container_id)
+                    execution = await container.exec(
+                        argv,
+                        stdout=True,
+                        stderr=True,
+                        tty=False,
+                        environment={"LC_ALL": "C", "LANG": "C"},
+                    )
+                    async with execution.start(detach=False) as stream:
+                        while (message := await stream.read_out()) is not None:
+                            room = output_cap - len(stdout) - len(stderr)
+                            if len(message.data) > room:
+                                truncated = True
+                            sink = stderr if message.stream == 2 else stdout
+                            sink += message.data[: max(room, 0)]
+                            if truncated:
+                                break
+                            if done_marker and stdout.endswith(done_marker):
+                                break
+            except TimeoutError:
+                timed_out = True
+
+            exit_code, running, pid = None, timed_out, 0
+            if execution is not None:
+                exit_code, running, pid = await self._exit_status(execution)
+
+        return ExecOutput(
+            stdout=bytes(stdout),
+            stderr=bytes(stderr),
+            exit_code=exit_code,
+            running=running,
+            pid=pid,
+            timed_out=timed_out,
+            truncated=truncated,
+            duration_s=loop.time() - started,
+        )
+
+    async def _exit_status(self, execution: Any) -> tuple[int | None, bool, int]:
+        """Reads an exec's exit code, waiting a little if the engine lags."""
+        details: dict[str, Any] = {}
+        for _ in range(_EXIT_CODE_POLLS):
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    details = await execution.inspect()
+            except TimeoutError:
+                break
+            if not details.get("Running") or details.get("ExitCode") is not None:
+                break
+            await asyncio.sleep(_EXIT_CODE_POLL_S)
+
+        exit_code = details.get("ExitCode")
+        return (
+            exit_code if isinstance(exit_code, int) else None,
+            bool(details.get("Running")),
+            int(details.get("Pid") or 0),
+        )

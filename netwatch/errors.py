@@ -1,0 +1,46 @@
+"""The errors netwatch raises, in one place.
+
+    NetwatchError
+    ├── ConfigError            the configuration cannot be used (exit code 2)
+    └── DockerError            something went wrong talking to the engine
+        ├── EngineUnavailableError   the engine does not answer at all
+        ├── ContainerGoneError       the container no longer exists
+        └── ContainerNotRunningError the container is paused, stopped or restarting
+
+An unreachable destination is a normal probe result, never an exception. An
+exception means netwatch could not measure, and callers turn it into a result
+that says so, with the reason.
+"""
+
+from __future__ import annotations
+
+
+class NetwatchError(Exception):
+    """Root of every error netwatch raises on purpose."""
+
+
+class ConfigError(NetwatchError):
+    """A configuration value, file or flag cannot be used.
+
+    `problems` lists one line per faulty key, each naming the key.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class DockerError(NetwatchError):
+    """The Docker engine refused or failed a request."""
+
+
+class EngineUnavailableError(DockerError):
+    """The engine cannot be reached: socket missing, refused, or timed out."""
+
+
+class ContainerGoneError(DockerError):
+    """The container was removed between discovery and use."""
+
+
+class ContainerNotRunningError(DockerError):
+    """The container exists but cannot run an exec (paused, stopped)."""

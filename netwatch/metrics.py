@@ -1,0 +1,230 @@
+"""Prometheus metrics: pair series built from the matrix at scrape time, and
+netwatch's own counters.
+
+`MatrixCollector.collect()` reads one snapshot and builds every pair family
+from it, so a removed or renamed container is gone from the very next scrape:
+no labelled child lingers. Containers are labelled by name (and Compose
+service where there is one), never by id or address alone.
+
+`SelfMetrics` holds the ordinary counters and histograms of netwatch itself.
+Both register on a registry passed in, never the global one.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from netwatch import __version__
+from netwatch.matrix import (
+    LATENCY_BUCKETS_S,
+    MatrixSnapshot,
+    PairState,
+    PairView,
+    Verdict,
+)
+from netwatch.matrix import Histogram as MatrixHistogram
+from netwatch.probes.outcome import Outcome, ProbeKind
+
+PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
+
+
+class SelfMetrics:
+    """netwatch's own health: rounds, lag, execs, engine state, errors."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        Info("netwatch_build", "netwatch version and runtime.", registry=registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        self.rounds = Counter(
+            "netwatch_rounds",
+            "Full rounds completed: every source probed once.",
+            ["probe"],
+            registry=registry,
+        )
+        self.round_duration = Histogram(
+            "netwatch_round_duration_seconds",
+            "Time from a round's scheduled start to its last source's result.",
+            ["probe"],
+            buckets=(0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300),
+            registry=registry,
+        )
+        self.last_round = Gauge(
+            "netwatch_last_round_timestamp_seconds",
+            "When the last full round of a probe completed.",
+            ["probe"],
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "netwatch_schedule_lag_seconds",
+            "How late a source's run started after its scheduled time.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=registry,
+        )
+        self.execs = Counter(
+            "netwatch_execs",
+            "docker exec calls, by result (ok, timeout, refused, error).",
+            ["result"],
+            registry=registry,
+        )
+        self.exec_duration = Histogram(
+            "netwatch_exec_duration_seconds",
+            "Wall time of one docker exec, from create to exit code.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20),
+            registry=registry,
+        )
+        self.errors = Counter(
+            "netwatch_errors",
+            "Trouble netwatch met, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "netwatch_docker_events",
+            "Engine events received, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.docker_up = Gauge(
+            "netwatch_docker_up",
+            "1 when the Docker engine answers, else 0.",
+            registry=registry,
+        )
+        self.ready = Gauge(
+            "netwatch_ready",
+            "1 once the first full round completed.",
+            registry=registry,
+        )
+
+
+def _pair_labels(snapshot: MatrixSnapshot, pair: PairView) -> list[str]:
+    src = snapshot.containers.get(pair.src)
+    dst = snapshot.containers.get(pair.dst)
+    return [
+        snapshot.name(pair.src),
+        snapshot.name(pair.dst),
+        (src.compose_service if src else None) or "",
+        (dst.compose_service if dst else None) or "",
+    ]
+
+
+def _add_histogram(
+    family: HistogramMetricFamily, labels: list[str], histogram: MatrixHistogram
+) -> None:
+    bounds = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
+    family.add_metric(
+        labels,
+        buckets=list(zip(bounds, histogram.bucket_counts, strict=True)),
+        sum_value=histogram.total,
+    )
+
+
+class MatrixCollector(Collector):
+    """Builds the pair and container families from the current snapshot."""
+
+    def __init__(self, snapshot: Callable[[], MatrixSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        return []  # families depend on state; skip the registry's dry run
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot()
+        reachable = GaugeMetricFamily(
+            "netwatch_pair_reachable",
+            "1 when the probe reached dst from src in its last run, 0 when the "
+            "network said no; absent while unmeasured.",
+            labels=[*PAIR_LABELS, "probe"],
+        )
+        expected = GaugeMetricFamily(
+            "netwatch_pair_expected_reachable",
+            "1 when the topology says src should reach dst, else 0.",
+            labels=PAIR_LABELS,
+        )
+        verdict = GaugeMetricFamily(
+            "netwatch_pair_verdict",
+            "1 for the pair's current verdict (ok, broken, unexpected, unmeasured).",
+            labels=[*PAIR_LABELS, "verdict"],
+        )
+        changes = CounterMetricFamily(
+            "netwatch_pair_changes",
+            "State or verdict changes of the pair since netwatch first saw it.",
+            labels=PAIR_LABELS,
+        )
+        loss = GaugeMetricFamily(
+            "netwatch_ping_loss_ratio",
+            "Share of echo requests lost over the last runs (0 to 1).",
+            labels=PAIR_LABELS,
+        )
+        rtt = HistogramMetricFamily(
+            "netwatch_ping_rtt_seconds",
+            "Round-trip time of each echo reply.",
+            labels=PAIR_LABELS,
+        )
+        connect = HistogramMetricFamily(
+            "netwatch_tcp_connect_seconds",
+            "Time to a TCP connection, where the source can time it.",
+            labels=PAIR_LABELS,
+        )
+        results = CounterMetricFamily(
+            "netwatch_probe_results",
+            "Probe results by outcome (ok, unreachable, unmeasured).",
+            labels=[*PAIR_LABELS, "probe", "result"],
+        )
+
+        for pair in snapshot.pairs.values():
+            labels = _pair_labels(snapshot, pair)
+            expected.add_metric(labels, 1.0 if pair.expected_reachable else 0.0)
+            for name in Verdict:
+                verdict.add_metric([*labels, name.value], 1.0 if pair.verdict is name else 0.0)
+            changes.add_metric(labels, float(pair.changes))
+            for probe, view in pair.probes.items():
+                if view.state in (PairState.REACHABLE, PairState.DEGRADED):
+                    reachable.add_metric([*labels, probe.value], 1.0)
+                elif view.state is PairState.UNREACHABLE:
+                    reachable.add_metric([*labels, probe.value], 0.0)
+                for outcome in Outcome:
+                    count = view.result_counts.get(outcome, 0)
+                    results.add_metric([*labels, probe.value, outcome.value], float(count))
+                if probe is ProbeKind.PING:
+                    if view.loss_ratio is not None:
+                        loss.add_metric(labels, view.loss_ratio)
+                    _add_histogram(rtt, labels, view.latency)
+                elif view.latency.count:
+                    _add_histogram(connect, labels, view.latency)
+
+        containers = GaugeMetricFamily(
+            "netwatch_containers", "Containers netwatch monitors."
+        )
+        containers.add_metric([], float(len(snapshot.containers)))
+        pairs = GaugeMetricFamily(
+            "netwatch_pairs",
+            "Ordered pairs in the probe plan, by coverage.",
+            labels=["coverage"],
+        )
+        pairs.add_metric(["planned"], float(len(snapshot.pairs)))
+        pairs.add_metric(["unaddressable"], float(len(snapshot.unaddressable)))
+        info = GaugeMetricFamily(
+            "netwatch_container_info",
+            "One series per monitored container, for joins by name.",
+            labels=["container", "id", "image", "compose_project", "compose_service",
+                    "network_mode"],
+        )
+        for container in snapshot.containers.values():
+            info.add_metric(
+                [container.name, container.short_id, container.image,
+                 container.compose_project or "", container.compose_service or "",
+                 container.network_mode.value],
+                1.0,
+            )
+        yield from (reachable, expected, verdict, changes, loss, rtt, connect, results,
+                    containers, pairs, info)

@@ -1,0 +1,178 @@
+"""Pair selection: which ordered pairs netwatch probes, and what to expect.
+
+`plan_pairs` is the one place that decides. Today it plans the full mesh of
+monitored containers; a tiered plan for large hosts replaces this function
+(TODO(#5): mesh within networks, a rendezvous-hashed sample across them, a
+probe budget), and everything downstream reads only the `PairPlan`.
+
+What the topology says to expect:
+- two containers sharing a network reach each other, addressed by the
+  destination's address on every shared network (unless the bridge was made
+  with enable_icc=false);
+- two containers sharing none do not, and one of the destination's addresses
+  is probed to prove the isolation holds;
+- a `container:X` container lives in X's network stack: it has X's networks,
+  and it reaches X (and X it) as the same stack;
+- a `--network none` container reaches nothing; having no address, it cannot
+  be probed as a destination (such pairs are listed as not addressable);
+- a host-network container is the host: it reaches every container attached
+  to a local bridge network (the host routes to each bridge, internal ones
+  too) and not containers on overlay or other drivers only. It has no address
+  of its own, so pairs towards it are not addressable either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+
+PairKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Target:
+    """An address of the destination, and the shared network it lives on."""
+
+    address: str
+    network: str | None
+
+
+@dataclass(frozen=True)
+class PlannedPair:
+    src: str
+    dst: str
+    expected_reachable: bool
+    basis: str
+    targets: tuple[Target, ...]
+    ports: tuple[int, ...]
+    # Set when the pair exists but cannot be probed now (a paused container).
+    hold: str | None = None
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    pairs: Mapping[PairKey, PlannedPair]
+    by_source: Mapping[str, tuple[PlannedPair, ...]]
+    # Pairs that exist but have nothing to probe, with the reason.
+    unaddressable: Mapping[PairKey, str]
+
+    @property
+    def count(self) -> int:
+        """How many ordered pairs the plan covers."""
+        return len(self.pairs)
+
+
+EMPTY_PLAN = PairPlan(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class _Stack:
+    """A network namespace, shared by a container and its `container:` guests."""
+
+    owner: str
+    mode: NetworkMode
+    networks: tuple[NetworkAttachment, ...]
+
+
+def _resolve_stack(
+    info: ContainerInfo, by_ref: Mapping[str, ContainerInfo], depth: int = 0
+) -> _Stack:
+    if info.network_mode is not NetworkMode.CONTAINER:
+        return _Stack(info.id, info.network_mode, info.networks)
+    host = by_ref.get(info.network_mode_target or "")
+    if host is None or depth > 8:
+        return _Stack(info.id, NetworkMode.NONE, ())
+    return _resolve_stack(host, by_ref, depth + 1)
+
+
+def _references(containers: Iterable[ContainerInfo]) -> dict[str, ContainerInfo]:
+    refs: dict[str, ContainerInfo] = {}
+    for info in containers:
+        refs[info.id] = info
+        refs[info.short_id] = info
+        refs[info.name] = info
+    return refs
+
+
+def _expectation(src: _Stack, dst: _Stack) -> tuple[bool, str, tuple[Target, ...]]:
+    """Expected reachability, its basis, and the destination addresses to probe."""
+    addressed = [a for a in dst.networks if a.address is not None]
+    every = tuple(Target(a.address, a.network) for a in addressed if a.address)
+    if src.owner == dst.owner:
+        return True, "same network stack", every
+
+    if src.mode is NetworkMode.HOST:
+        bridged = tuple(
+            Target(a.address, a.network)
+            for a in addressed
+            if a.address and a.driver == "bridge"
+        )
+        if bridged:
+            return True, "host network reaches local bridges", bridged
+        return False, "host network, destination on no local bridge", every[:1]
+
+    if not src.networks:
+        return False, "source has no network", every[:1]
+
+    src_networks = {a.network_id: a for a in src.networks}
+    shared = [a for a in addressed if a.network_id in src_networks]
+    if not shared:
+        return False, "no shared network", every[:1]
+
+    open_shared = [a for a in shared if a.icc]
+    if not open_shared:
+        names = ", ".join(a.network for a in shared)
+        return False, f"shared network keeps containers apart (icc off): {names}", every[:1]
+    names = ", ".join(a.network for a in open_shared)
+    targets = tuple(Target(a.address, a.network) for a in open_shared if a.address)
+    return True, f"share {names}", targets
+
+
+def plan_pairs(containers: Iterable[ContainerInfo], *, max_ports: int) -> PairPlan:
+    """Plans every ordered pair of `containers` (the monitored ones)."""
+    monitored = sorted(containers, key=lambda info: (info.name, info.id))
+    refs = _references(monitored)
+    stacks = {info.id: _resolve_stack(info, refs) for info in monitored}
+
+    pairs: dict[PairKey, PlannedPair] = {}
+    unaddressable: dict[PairKey, str] = {}
+    for src in monitored:
+        for dst in monitored:
+            if src.id == dst.id:
+                continue
+            key = (src.id, dst.id)
+            dst_stack = stacks[dst.id]
+            if dst_stack.mode is NetworkMode.HOST:
+                unaddressable[key] = "destination uses the host's network"
+                continue
+            if not any(a.address for a in dst_stack.networks):
+                unaddressable[key] = "destination has no network address"
+                continue
+
+            expected, basis, targets = _expectation(stacks[src.id], dst_stack)
+            hold = None
+            if src.paused:
+                hold = "source is paused"
+            elif dst.paused:
+                hold = "destination is paused"
+            pairs[key] = PlannedPair(
+                src=src.id,
+                dst=dst.id,
+                expected_reachable=expected,
+                basis=basis,
+                targets=targets,
+                ports=dst.probe_ports[:max_ports],
+                hold=hold,
+            )
+
+    by_source: dict[str, list[PlannedPair]] = {}
+    for pair in pairs.values():
+        by_source.setdefault(pair.src, []).append(pair)
+    return PairPlan(
+        pairs=MappingProxyType(pairs),
+        by_source=MappingProxyType({src: tuple(p) for src, p in by_source.items()}),
+        unaddressable=MappingProxyType(unaddressable),
+    )

@@ -1,0 +1,120 @@
+"""The shape every probe result takes, whatever tool or engine produced it.
+
+Three outcomes only: the destination was reached; the network said no
+(timeout, refused, no route); or netwatch could not measure, with a reason.
+Could-not-measure is never folded into unreachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ProbeKind(StrEnum):
+    PING = "ping"
+    TCP = "tcp"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    UNMEASURED = "unmeasured"
+
+
+class Reason(StrEnum):
+    """Why a probe was unreachable or could not measure."""
+
+    # The network answered no.
+    NO_REPLY = "no_reply"
+    HOST_UNREACHABLE = "host_unreachable"
+    NO_ROUTE = "no_route"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    # netwatch could not measure.
+    PERMISSION_DENIED = "permission_denied"
+    DNS_RESOLUTION = "dns_resolution"
+    NO_SHELL = "no_shell"
+    TOOL_MISSING = "tool_missing"
+    TOOL_UNSUPPORTED_OPTION = "tool_unsupported_option"
+    TOOL_FAILED = "tool_failed"
+    PARSE_ERROR = "parse_error"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    EXEC_NOT_STARTED = "exec_not_started"
+    EXEC_FAILED = "exec_failed"
+    EXEC_TIMEOUT = "exec_timeout"
+    SOURCE_PAUSED = "source_paused"
+    SOURCE_GONE = "source_gone"
+    DESTINATION_PAUSED = "destination_paused"
+    ENGINE_UNAVAILABLE = "engine_unavailable"
+
+
+# Reasons that mean the network refused the probe; all others mean netwatch
+# could not measure.
+NETWORK_REASONS = frozenset(
+    {
+        Reason.NO_REPLY,
+        Reason.HOST_UNREACHABLE,
+        Reason.NO_ROUTE,
+        Reason.REFUSED,
+        Reason.TIMEOUT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One measurement of one probe, from one source to one target address."""
+
+    probe: ProbeKind
+    src: str
+    dst: str
+    address: str
+    network: str | None
+    outcome: Outcome
+    reason: Reason | None
+    detail: str
+    at: float
+    # ping
+    sent: int = 0
+    received: int = 0
+    rtt_samples_s: tuple[float, ...] = ()
+    # tcp
+    port: int | None = None
+    connect_s: float | None = None
+
+    @property
+    def target(self) -> str:
+        if self.port is None:
+            return self.address
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+def outcome_for(reason: Reason | None) -> Outcome:
+    """The outcome a failure reason implies; no reason means success."""
+    if reason is None:
+        return Outcome.OK
+    if reason in NETWORK_REASONS:
+        return Outcome.UNREACHABLE
+    return Outcome.UNMEASURED
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of tool output, cut to `limit` characters."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One thing to measure from a source: an address, and a port for tcp."""
+
+    probe: ProbeKind
+    dst: str
+    address: str
+    network: str | None
+    port: int | None = None

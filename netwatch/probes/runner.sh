@@ -1,0 +1,79 @@
+# netwatch probe runner: runs every probe job of one source container at once,
+# inside that container, in a single exec. POSIX sh (dash, BusyBox ash, bash).
+#
+# Positional parameters, all produced by netwatch (see script.py):
+#   $1        watchdog: whole seconds after which every job is killed
+#   $2        clock: "date" when `date +%s%N` works here, else "none"
+#   then, per job: ID N ARG1 .. ARGN   (the job's argv has N words)
+#
+# Values are only ever expanded inside double quotes. The one `eval` below
+# builds a list of parameter references like "${7}" "${8}" from numbers the
+# script computes itself; no value is ever parsed as code.
+#
+# Each job prints one record, in a single write (records stay whole when jobs
+# finish together; netwatch checks the length):
+#   @@nw ID LENGTH T0 T1        (T0, T1: nanosecond clock, or "-")
+#   STDOUT <US> EXIT_CODE <US> STDERR         (US is the byte 0x1f)
+#   @@end ID
+
+watchdog=$1
+clock=$2
+total=$#
+pids=
+
+now() {
+    if [ "$clock" = date ]; then date +%s%N; else echo -; fi
+}
+
+run_job() {
+    job_id=$1
+    shift
+    t0=$(now)
+    result=$(
+        exec 3>&1
+        err=$("$@" 2>&1 1>&3 3>&- </dev/null)
+        rc=$?
+        printf '\037%s\037%s' "$rc" "$err"
+    )
+    t1=$(now)
+    printf '\n@@nw %s %s %s %s\n%s\n@@end %s\n' \
+        "$job_id" "${#result}" "$t0" "$t1" "$result" "$job_id"
+}
+
+# The exec's process is its own process group: kill 0 ends every job, and
+# this script, however the tools behave. Without `sleep` there is no
+# watchdog ($1 is 0) and netwatch's own deadline is the only bound.
+watchdog_pid=
+if [ "$watchdog" -gt 0 ]; then
+    (
+        trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+        sleep "$watchdog" &
+        sleeper=$!
+        wait "$sleeper"
+        printf '\n@@watchdog\n'
+        kill -9 0
+    ) >&2 &
+    watchdog_pid=$!
+fi
+
+i=3
+while [ "$i" -le "$total" ]; do
+    eval "job_id=\${$i} n=\${$((i + 1))}"
+    refs=
+    j=$((i + 2))
+    last=$((i + 1 + n))
+    while [ "$j" -le "$last" ]; do
+        refs="$refs \"\${$j}\""
+        j=$((j + 1))
+    done
+    eval "run_job \"\$job_id\" $refs &"
+    pids="$pids $!"
+    i=$((last + 1))
+done
+
+# `wait` with no operand would also wait for the watchdog.
+for pid in $pids; do
+    wait "$pid"
+done
+[ -z "$watchdog_pid" ] || kill "$watchdog_pid" 2>/dev/null
+printf '\n@@done\n'

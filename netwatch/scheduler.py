@@ -1,0 +1,344 @@
+"""The scheduler: when each source container runs its probes.
+
+One task per source container, all owned by one TaskGroup. Each probe kind
+has its own interval; a kind's round r starts at `epoch + r * interval`, and a
+source runs at a fixed offset into the round (derived from its id, so a batch
+of new containers spreads out) plus a little jitter. Kinds due together share
+one exec. Every run finishes before its interval ends (the config checks the
+deadlines). A removed container's task is cancelled at once, and a source
+whose targets changed runs early, so the matrix follows the topology within
+seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from netwatch.config import ProbeSettings
+from netwatch.containers import ContainerInfo
+from netwatch.matrix import ReachabilityMatrix
+from netwatch.metrics import SelfMetrics
+from netwatch.pairs import PairPlan, PlannedPair
+from netwatch.probes.outcome import ProbeKind, ProbeRequest, ProbeResult
+
+log = structlog.get_logger("netwatch.scheduler")
+
+# Sources start within the first half of a round, leaving the second half
+# for their runs to finish.
+_SPREAD = 0.5
+# Kinds due within this many seconds of each other share one exec.
+_COALESCE_S = 0.5
+# A change of targets waits this long for more changes before the early run.
+_NUDGE_DEBOUNCE_S = 0.5
+# Rounds still incomplete after this many intervals are given up.
+_ROUND_EXPIRY = 3
+
+
+class ProbeEngine:
+    """What the scheduler needs of an engine (exec today, netns in #5)."""
+
+    name: str
+
+    async def probe_source(
+        self, src: ContainerInfo, requests: Sequence[ProbeRequest]
+    ) -> list[ProbeResult]:
+        raise NotImplementedError
+
+    def forget(self, container_id: str) -> None:
+        raise NotImplementedError
+
+
+def enabled_kinds(settings: ProbeSettings) -> dict[ProbeKind, float]:
+    """Each enabled probe kind with its interval."""
+    kinds: dict[ProbeKind, float] = {}
+    if settings.ping.enabled:
+        kinds[ProbeKind.PING] = settings.ping.interval
+    if settings.tcp.enabled:
+        kinds[ProbeKind.TCP] = settings.tcp.interval
+    return kinds
+
+
+def requests_for(pairs: Iterable[PlannedPair], kinds: Iterable[ProbeKind]) -> list[ProbeRequest]:
+    """What one run measures: every target of every pair, per kind."""
+    wanted = set(kinds)
+    requests: list[ProbeRequest] = []
+    for pair in pairs:
+        if pair.hold is not None:
+            continue
+        for target in pair.targets:
+            if ProbeKind.PING in wanted:
+                requests.append(
+                    ProbeRequest(ProbeKind.PING, pair.dst, target.address, target.network)
+                )
+            if ProbeKind.TCP in wanted:
+                requests.extend(
+                    ProbeRequest(ProbeKind.TCP, pair.dst, target.address, target.network, port)
+                    for port in pair.ports
+                )
+    return requests
+
+
+def record_results(
+    matrix: ReachabilityMatrix,
+    src: str,
+    kinds: Iterable[ProbeKind],
+    results: Sequence[ProbeResult],
+) -> None:
+    """Hands one run's results to the matrix, kind by kind."""
+    for kind in kinds:
+        matrix.record(src, kind, [r for r in results if r.probe is kind])
+
+
+async def probe_once(
+    engine: ProbeEngine,
+    matrix: ReachabilityMatrix,
+    plan: PairPlan,
+    containers: Mapping[str, ContainerInfo],
+    kinds: Iterable[ProbeKind],
+) -> None:
+    """One full round of every kind from every source, as `netwatch matrix`
+    runs it; the engine's semaphore bounds the execs."""
+    kinds = list(kinds)
+
+    async def one(src_id: str, pairs: tuple[PlannedPair, ...]) -> None:
+        results = await engine.probe_source(containers[src_id], requests_for(pairs, kinds))
+        record_results(matrix, src_id, kinds, results)
+
+    async with asyncio.TaskGroup() as tasks:
+        for src_id, pairs in plan.by_source.items():
+            tasks.create_task(one(src_id, pairs))
+
+
+def _offset_fraction(container_id: str) -> float:
+    digest = hashlib.sha256(container_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class _Round:
+    started: float
+    pending: set[str]
+
+
+@dataclass
+class _RoundTracker:
+    """Notices when every source asked in a round has reported."""
+
+    kind: ProbeKind
+    interval: float
+    rounds: dict[int, _Round] = field(default_factory=dict)
+    completed: int = 0
+
+
+class Scheduler:
+    """Runs every source's probes on time and feeds the matrix."""
+
+    def __init__(
+        self,
+        engine: ProbeEngine,
+        matrix: ReachabilityMatrix,
+        settings: ProbeSettings,
+        *,
+        metrics: SelfMetrics,
+        on_round: Callable[[ProbeKind, int], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._matrix = matrix
+        self._settings = settings
+        self._metrics = metrics
+        self._on_round = on_round
+        self._kinds = enabled_kinds(settings)
+        # Round 0 of every kind starts with the first plan.
+        self._epoch = 0.0
+        self._planned = asyncio.Event()
+        self._draining = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._plan: PairPlan | None = None
+        self._containers: Mapping[str, ContainerInfo] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._nudges: dict[str, asyncio.Event] = {}
+        self._trackers = {
+            kind: _RoundTracker(kind, interval) for kind, interval in self._kinds.items()
+        }
+        self._group: asyncio.TaskGroup | None = None
+        self._started = asyncio.Event()
+
+    @property
+    def kinds(self) -> Mapping[ProbeKind, float]:
+        return self._kinds
+
+    def rounds_completed(self, kind: ProbeKind) -> int:
+        return self._trackers[kind].completed
+
+    def all_kinds_completed_a_round(self) -> bool:
+        return all(tracker.completed > 0 for tracker in self._trackers.values())
+
+    async def run(self) -> None:
+        """Runs until cancelled; sources come and go through `update`."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            self._started.set()
+            if self._plan is not None:
+                self._reconcile()
+            for tracker in self._trackers.values():
+                group.create_task(self._tick(tracker))
+            await asyncio.Future()  # until cancelled
+
+    def update(self, plan: PairPlan, containers: Mapping[str, ContainerInfo]) -> None:
+        """Adopts a new plan: stops gone sources, starts new ones, and runs
+        sources whose pairs changed early."""
+        previous = self._plan
+        self._plan = plan
+        self._containers = containers
+        if not self._planned.is_set():
+            self._epoch = time.time()
+            self._planned.set()
+        if self._group is None or self._draining:
+            return
+        self._reconcile()
+        if previous is not None:
+            for src, pairs in plan.by_source.items():
+                if previous.by_source.get(src) != pairs and src in self._nudges:
+                    self._nudges[src].set()
+
+    def _reconcile(self) -> None:
+        assert self._plan is not None and self._group is not None
+        wanted = {
+            src
+            for src, info in self._containers.items()
+            if src in self._plan.by_source and not info.paused
+        }
+        for src in list(self._tasks):
+            if src not in wanted:
+                self._tasks.pop(src).cancel()
+                self._nudges.pop(src, None)
+                if src not in self._containers:
+                    self._engine.forget(src)
+                for tracker in self._trackers.values():
+                    self._discard(tracker, src)
+        for src in sorted(wanted - set(self._tasks)):
+            self._nudges[src] = asyncio.Event()
+            self._tasks[src] = self._group.create_task(self._source_loop(src))
+
+    async def drain(self, timeout: float) -> None:
+        """Starts no more runs, and waits for the runs under way to end, so
+        that no exec outlives netwatch."""
+        self._draining = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("scheduler.drain_timeout", runs=self._inflight)
+
+    async def _tick(self, tracker: _RoundTracker) -> None:
+        """Opens each round of one kind, listing the sources it expects."""
+        await self._planned.wait()
+        interval = tracker.interval
+        index = 0
+        while True:
+            await asyncio.sleep(max(0.0, self._epoch + index * interval - time.time()))
+            tracker.rounds[index] = _Round(
+                started=self._epoch + index * interval, pending=set(self._tasks)
+            )
+            for old in [r for r in tracker.rounds if r <= index - _ROUND_EXPIRY]:
+                del tracker.rounds[old]
+                self._metrics.errors.labels(kind="round_incomplete").inc()
+            self._check_round(tracker, index)
+            index += 1
+
+    def _discard(self, tracker: _RoundTracker, src: str) -> None:
+        for index in list(tracker.rounds):
+            tracker.rounds[index].pending.discard(src)
+            self._check_round(tracker, index)
+
+    def _report(self, tracker: _RoundTracker, index: int, src: str) -> None:
+        for earlier in [r for r in tracker.rounds if r <= index]:
+            tracker.rounds[earlier].pending.discard(src)
+            self._check_round(tracker, earlier)
+
+    def _check_round(self, tracker: _RoundTracker, index: int) -> None:
+        current = tracker.rounds.get(index)
+        if current is None or current.pending:
+            return
+        del tracker.rounds[index]
+        tracker.completed += 1
+        kind = tracker.kind.value
+        self._metrics.rounds.labels(probe=kind).inc()
+        self._metrics.round_duration.labels(probe=kind).observe(time.time() - current.started)
+        self._metrics.last_round.labels(probe=kind).set(time.time())
+        if self._on_round is not None:
+            self._on_round(tracker.kind, tracker.completed)
+
+    def _slot(self, kind: ProbeKind, index: int, offset: float) -> float:
+        return self._epoch + index * self._kinds[kind] + offset
+
+    async def _source_loop(self, src: str) -> None:
+        shortest = min(self._kinds.values())
+        offset = _offset_fraction(src) * shortest * _SPREAD
+        now = time.time()
+        # Start with the next round whose slot for this source is ahead.
+        next_index = {
+            kind: int((now - offset - self._epoch) // interval) + 1
+            for kind, interval in self._kinds.items()
+        }
+        nudge = self._nudges[src]
+        while True:
+            slots = {kind: self._slot(kind, i, offset) for kind, i in next_index.items()}
+            wake = min(slots.values())
+            jitter = random.uniform(0, self._settings.jitter * shortest * _SPREAD)
+            try:
+                async with asyncio.timeout(max(0.0, wake + jitter - time.time())):
+                    await nudge.wait()
+            except TimeoutError:
+                pass
+
+            if self._draining:
+                return
+            if nudge.is_set():
+                await asyncio.sleep(_NUDGE_DEBOUNCE_S)
+                nudge.clear()
+                await self._run(src, list(self._kinds))
+                continue
+
+            started = time.time()
+            due = [kind for kind, slot in slots.items() if slot <= started + _COALESCE_S]
+            self._metrics.lag.observe(max(0.0, started - min(slots[k] for k in due)))
+            await self._run(src, due)
+            for kind in due:
+                self._report(self._trackers[kind], next_index[kind], src)
+                # Skip the rounds a slow run overlapped, if any.
+                interval = self._kinds[kind]
+                behind = int((time.time() - offset - self._epoch) // interval) + 1
+                next_index[kind] = max(next_index[kind] + 1, behind)
+
+    async def _run(self, src: str, kinds: list[ProbeKind]) -> None:
+        plan = self._plan
+        info = self._containers.get(src)
+        if plan is None or info is None:
+            return
+        pairs = plan.by_source.get(src, ())
+        if self._draining:
+            return
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            results = await self._engine.probe_source(info, requests_for(pairs, kinds))
+        except Exception:
+            # A bug must not stop the other sources, nor this one next round.
+            log.exception("scheduler.run_failed", src=info.name)
+            self._metrics.errors.labels(kind="run_failed").inc()
+            return
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        record_results(self._matrix, src, kinds, results)

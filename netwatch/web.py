@@ -1,0 +1,93 @@
+"""The HTTP server: metrics, the matrix as JSON, health and readiness.
+
+No endpoint takes a target, a command or a container name from the request:
+everything served is read from the current matrix snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from netwatch import __version__
+from netwatch.matrix import MatrixSnapshot
+from netwatch.metrics import MatrixCollector
+from netwatch.report import snapshot_to_dict
+
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>netwatch</title></head>
+<body><h1>netwatch {version}</h1>
+<ul>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="/api/v1/matrix">/api/v1/matrix</a>: the reachability matrix as JSON</li>
+<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
+</ul></body></html>
+"""
+
+
+@dataclass(frozen=True)
+class WebSources:
+    """What the server reads; all of it comes from the daemon."""
+
+    snapshot: Callable[[], MatrixSnapshot]
+    ready: Callable[[], bool]
+    self_registry: CollectorRegistry
+
+
+def render_metrics(snapshot: MatrixSnapshot, self_registry: CollectorRegistry) -> bytes:
+    """The exposition: netwatch's own metrics, then the pair families."""
+    pairs = CollectorRegistry(auto_describe=False)
+    pairs.register(MatrixCollector(lambda: snapshot))
+    return generate_latest(self_registry) + generate_latest(pairs)
+
+
+def build_app(sources: WebSources) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        snapshot = sources.snapshot()
+        body = await asyncio.to_thread(render_metrics, snapshot, sources.self_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def matrix(_: web.Request) -> web.Response:
+        body = snapshot_to_dict(sources.snapshot(), ready=sources.ready())
+        return web.json_response(body, dumps=lambda data: json.dumps(data, ensure_ascii=False))
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="netwatch is healthy\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if sources.ready():
+            return web.Response(text="netwatch is ready\n")
+        return web.Response(status=503, text="netwatch is not ready: no full round yet\n")
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=_INDEX.format(version=__version__), content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/matrix", matrix)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", index)
+    return app
+
+
+async def start_server(app: web.Application, host: str | None, port: int) -> web.AppRunner:
+    """Starts serving; the caller cleans the runner up."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host, port=port)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int | None:
+    """The port actually bound (useful when asked for port 0)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None
