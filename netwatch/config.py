@@ -93,6 +93,11 @@ class DiscoverySettings(Section):
         description="Monitor only containers labelled netwatch.enable=true.",
     )
     include_self: bool = False
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Monitor only containers carrying all these labels "
+        "(for example one Compose project).",
+    )
     resync_interval: Duration = 60.0
     reconnect_backoff_max: Duration = 30.0
 

@@ -244,11 +244,19 @@ def network_from_list_entry(entry: Mapping[str, Any]) -> NetworkInfo:
 
 
 def monitoring_decision(
-    info: ContainerInfo, *, opt_in: bool, self_id: str | None, include_self: bool
+    info: ContainerInfo,
+    *,
+    opt_in: bool,
+    self_id: str | None,
+    include_self: bool,
+    match_labels: Mapping[str, str] | None = None,
 ) -> tuple[bool, str]:
     """Whether netwatch watches this container, and why."""
     if self_id is not None and info.id == self_id and not include_self:
         return False, "netwatch's own container"
+    for key, value in (match_labels or {}).items():
+        if info.labels.get(key) != value:
+            return False, f"not labelled {key}={value}"
     enabled = parse_bool_label(info.labels.get(LABEL_ENABLE))
     if enabled is False:
         return False, f"labelled {LABEL_ENABLE}=false"

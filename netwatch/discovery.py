@@ -120,6 +120,7 @@ class Discovery:
                 opt_in=self._settings.opt_in,
                 self_id=self._self_id,
                 include_self=self._settings.include_self,
+                match_labels=self._settings.match_labels,
             )
             for container_id, info in self._all.items()
         }

@@ -15,7 +15,14 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -36,6 +43,10 @@ from netwatch.matrix import Histogram as MatrixHistogram
 from netwatch.probes.outcome import Outcome, ProbeKind
 
 PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
+
+# `_created` series double every counter's cardinality and no dashboard
+# reads them.
+disable_created_metrics()
 
 
 class SelfMetrics:

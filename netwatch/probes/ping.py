@@ -210,7 +210,9 @@ def parse_ping_output(stdout: str, stderr: str, exit_code: int | None) -> PingPa
     detail = stats_match.group(0).strip()
     if received == 0:
         lowered = f"{stderr}\n{stdout}".lower()
-        if "no route to host" in lowered or "network is unreachable" in lowered:
+        if "destination host unreachable" in lowered:
+            reason = Reason.HOST_UNREACHABLE
+        elif "no route to host" in lowered or "network is unreachable" in lowered:
             reason = Reason.NO_ROUTE
         elif errors or "unreachable" in lowered:
             reason = Reason.HOST_UNREACHABLE
