@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Proves, continuously, which Docker containers can reach which.",
         epilog="Settings: defaults < --config FILE < NETWATCH_* variables < flags.",
     )
-    parser.add_argument("--version", action="version", version=f"netwatch {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"netwatch {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from netwatch.errors import ConfigError
+from netwatch.validation import port_number, shorten
 
 ENV_PREFIX = "NETWATCH_"
 ENV_NESTING = "__"
@@ -50,7 +51,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 def parse_duration(value: object) -> object:
     """Turns `500ms`, `10s`, `2m` or a bare number of seconds into seconds."""
     if isinstance(value, bool):
-        return value  # let pydantic reject it as not a number
+        # pydantic would read true as 1 second.
+        raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
@@ -221,11 +223,13 @@ class Config(BaseSettings):
 def split_listen_address(value: str) -> tuple[str | None, int]:
     """Splits `host:port`, `[v6]:port` or `:port`; an empty host means all."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"{value!r} is not host:port (for example :{DEFAULT_PORT})")
-    port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
+    # Port 0 asks the system for any free port.
+    port = 0 if port_text == "0" else port_number(port_text)
+    if not sep or port is None:
+        raise ValueError(
+            f"{shorten(value)} is not host:port with a port from 0 to 65535 "
+            f"(for example :{DEFAULT_PORT})"
+        )
     host = host.removeprefix("[").removesuffix("]")
     return (host or None), port
 
@@ -265,8 +269,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(values, dict):
         raise ConfigError(
-            [f"{path}: the top level must be a mapping of sections, "
-             f"not {type(values).__name__}"]
+            [
+                f"{path}: the top level must be a mapping of sections, "
+                f"not {type(values).__name__}"
+            ]
         )
     return values
 
@@ -292,9 +298,11 @@ def check_environment(environ: Mapping[str, str]) -> None:
     )
     if unknown:
         raise ConfigError(
-            [f"{name}: no such setting (nested keys are joined by "
-             f"{ENV_NESTING!r}, e.g. NETWATCH_PROBES__PING__INTERVAL)"
-             for name in unknown]
+            [
+                f"{name}: no such setting (nested keys are joined by "
+                f"{ENV_NESTING!r}, e.g. NETWATCH_PROBES__PING__INTERVAL)"
+                for name in unknown
+            ]
         )
 
 

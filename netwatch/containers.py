@@ -15,11 +15,15 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from netwatch.validation import port_number, shorten
+
 LABEL_ENABLE = "netwatch.enable"
 LABEL_PORTS = "netwatch.ports"
 LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
 
+# A label full of junk is reported, not allowed to flood the log.
+_MAX_PROBLEMS = 5
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -124,14 +128,15 @@ def parse_ports_label(value: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
             continue
         number, _, proto = item.partition("/")
         if proto and proto.lower() != "tcp":
-            problems.append(f"{LABEL_PORTS}: {item!r} is not a TCP port")
+            problems.append(f"{LABEL_PORTS}: {shorten(item)} is not a TCP port")
             continue
-        if not number.isdigit() or not 1 <= int(number) <= 65535:
-            problems.append(f"{LABEL_PORTS}: {item!r} is not a port number")
+        port = port_number(number)
+        if port is None:
+            problems.append(f"{LABEL_PORTS}: {shorten(item)} is not a port number")
             continue
-        if int(number) not in ports:
-            ports.append(int(number))
-    return tuple(ports), tuple(problems)
+        if port not in ports:
+            ports.append(port)
+    return tuple(ports), tuple(problems[:_MAX_PROBLEMS])
 
 
 def _exposed_tcp_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
@@ -139,8 +144,9 @@ def _exposed_tcp_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
     ports = set()
     for spec in exposed:
         number, _, proto = str(spec).partition("/")
-        if (proto or "tcp") == "tcp" and number.isdigit():
-            ports.add(int(number))
+        port = port_number(number)
+        if (proto or "tcp") == "tcp" and port is not None:
+            ports.add(port)
     return tuple(sorted(ports))
 
 
@@ -209,7 +215,8 @@ def container_from_inspect(
     if LABEL_PORTS in labels:
         probe_ports, problems = parse_ports_label(labels[LABEL_PORTS])
     if LABEL_ENABLE in labels and parse_bool_label(labels[LABEL_ENABLE]) is None:
-        problems += (f"{LABEL_ENABLE}: {labels[LABEL_ENABLE]!r} is not true or false",)
+        shown = shorten(labels[LABEL_ENABLE])
+        problems += (f"{LABEL_ENABLE}: {shown} is not true or false",)
 
     health = (state.get("Health") or {}).get("Status")
     return ContainerInfo(

@@ -9,6 +9,7 @@ metrics and the API read snapshots of the matrix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import structlog
@@ -64,10 +65,9 @@ class Daemon:
         """Runs until `stop()` or SIGTERM/SIGINT."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
+            # Outside the main thread (tests) there are no handlers: stop() works.
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
-            except (NotImplementedError, RuntimeError):
-                pass  # not the main thread (tests): stop() still works
 
         config = self.config
         host, port = config.http.host_and_port
@@ -76,7 +76,11 @@ class Daemon:
         self.port = bound_port(runner)
         log.info("daemon.listening", address=f"{host or '*'}:{self.port}")
         try:
-            async with DockerClient(config.docker.host, config.docker.request_timeout) as client:
+            async with DockerClient(
+                config.docker.host,
+                config.docker.request_timeout,
+                exec_start_concurrency=config.docker.exec_concurrency,
+            ) as client:
                 await self._run_with(client)
         finally:
             await runner.cleanup()
@@ -88,11 +92,14 @@ class Daemon:
         engine = ExecEngine(
             client,
             config.probes,
-            concurrency=config.docker.exec_concurrency,
             metrics=self.metrics,
         )
         self._scheduler = Scheduler(
-            engine, self.matrix, config.probes, metrics=self.metrics, on_round=self._on_round
+            engine,
+            self.matrix,
+            config.probes,
+            metrics=self.metrics,
+            on_round=self._on_round,
         )
         self._discovery = Discovery(
             client,
@@ -106,7 +113,9 @@ class Daemon:
             engine=engine.name,
             docker=client.address,
             own_container=self_id[:12] if self_id else None,
-            probes={kind.value: interval for kind, interval in self._scheduler.kinds.items()},
+            probes={
+                kind.value: interval for kind, interval in self._scheduler.kinds.items()
+            },
         )
 
         async with asyncio.TaskGroup() as tasks:
@@ -123,14 +132,19 @@ class Daemon:
                 worker.cancel()
 
     async def _replan(self) -> None:
-        assert self._discovery is not None and self._scheduler is not None
+        assert self._discovery is not None
+        assert self._scheduler is not None
         last_counts: tuple[int, int] | None = None
         while True:
             await self._changed.wait()
             await asyncio.sleep(_REPLAN_DEBOUNCE_S)
             self._changed.clear()
             monitored = self._discovery.monitored()
-            plan = plan_pairs(monitored.values(), max_ports=self.config.probes.tcp.max_ports)
+            plan = plan_pairs(
+                monitored.values(),
+                max_ports=self.config.probes.tcp.max_ports,
+                every=self._discovery.containers.values(),
+            )
             self.matrix.set_plan(plan, monitored)
             self._scheduler.update(plan, monitored)
             counts = (len(monitored), plan.count)
@@ -149,5 +163,7 @@ class Daemon:
             log.info(
                 "daemon.first_round",
                 probe=kind.value,
-                **{f"pairs_{verdict.value}": count for verdict, count in counts.items()},
+                **{
+                    f"pairs_{verdict.value}": count for verdict, count in counts.items()
+                },
             )

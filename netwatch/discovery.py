@@ -36,7 +36,9 @@ from netwatch.metrics import SelfMetrics
 
 log = structlog.get_logger("netwatch.discovery")
 
-_CONTAINER_ID = re.compile(r"\b([0-9a-f]{64})\b")
+_CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+_CGROUP_ID = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})(?:\.scope)?$")
+_CONTAINER_FILES = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
 _SEEN_EVENTS = 4096
 _BACKOFF_START_S = 0.5
 
@@ -44,19 +46,30 @@ _BACKOFF_START_S = 0.5
 def own_container_id(proc: Path = Path("/proc/self")) -> str | None:
     """The id of the container netwatch runs in, or None on a plain host.
 
-    The engine bind-mounts /etc/hostname from the container's own folder,
-    whose path holds its id; cgroup paths hold it too on most setups.
+    The engine bind-mounts /etc/hostname (and hosts, resolv.conf) from the
+    container's own folder, whose path holds its id. Only those mount points
+    count: on a Docker host, the mount table also lists other containers'
+    folders. The cgroup path is the fallback (cgroup v1).
     """
-    for name in ("mountinfo", "cgroup"):
-        try:
-            text = (proc / name).read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if name == "mountinfo" and "/containers/" not in line:
-                continue
-            if match := _CONTAINER_ID.search(line):
-                return match.group(1)
+    try:
+        mountinfo = (proc / "mountinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        mountinfo = ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        mount_point = fields[4] if len(fields) > 4 else ""
+        if mount_point in _CONTAINER_FILES and (
+            match := _CONTAINER_ID.search(fields[3])
+        ):
+            return match.group(1)
+
+    try:
+        cgroup = (proc / "cgroup").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in cgroup.splitlines():
+        if match := _CGROUP_ID.search(line):
+            return match.group(1)
     return None
 
 
@@ -133,7 +146,10 @@ class Discovery:
         """Lists networks and containers again and replaces the inventory."""
         async with self._lock:
             self._networks = {
-                n.id: n for n in map(network_from_list_entry, await self._client.list_networks())
+                n.id: n
+                for n in map(
+                    network_from_list_entry, await self._client.list_networks()
+                )
             }
             fresh: dict[str, ContainerInfo] = {}
             for container_id in await self._client.list_container_ids():
@@ -142,7 +158,9 @@ class Discovery:
                 except ContainerGoneError:
                     continue
                 if (inspect.get("State") or {}).get("Running"):
-                    fresh[container_id] = container_from_inspect(inspect, self._networks)
+                    fresh[container_id] = container_from_inspect(
+                        inspect, self._networks
+                    )
             changed = fresh != self._all
             self._all = fresh
         self._mark_engine(up=True)
@@ -150,7 +168,9 @@ class Discovery:
         if changed:
             for info in fresh.values():
                 for problem in info.label_problems:
-                    log.warning("discovery.label_ignored", container=info.name, reason=problem)
+                    log.warning(
+                        "discovery.label_ignored", container=info.name, reason=problem
+                    )
             self._on_change()
 
     async def run(self) -> None:
@@ -167,14 +187,18 @@ class Discovery:
                 if self._last_event_nano is not None
                 else int((time.time() - 1) * 1e9)
             )
-            follower = asyncio.create_task(self._client.follow_events(since, self._handle))
+            follower = asyncio.create_task(
+                self._client.follow_events(since, self._handle)
+            )
             try:
                 # Listing after subscribing: nothing slips between the two.
                 await asyncio.sleep(0.05)
                 await self.refresh_all()
                 backoff = _BACKOFF_START_S
                 await follower
-                log.warning("discovery.events_ended", reason="the engine closed the stream")
+                log.warning(
+                    "discovery.events_ended", reason="the engine closed the stream"
+                )
                 self._metrics.errors.labels(kind="events_stream_ended").inc()
             except DockerError as exc:
                 self._mark_engine(up=False, reason=str(exc))
@@ -229,14 +253,20 @@ class Discovery:
         if not container_id:
             return
         try:
-            inspect: dict[str, Any] | None = await self._client.inspect_container(container_id)
+            inspect: dict[str, Any] | None = await self._client.inspect_container(
+                container_id
+            )
         except ContainerGoneError:
             inspect = None
         async with self._lock:
             before = self._all.get(container_id)
-            running = inspect is not None and (inspect.get("State") or {}).get("Running")
+            running = inspect is not None and (inspect.get("State") or {}).get(
+                "Running"
+            )
             if inspect is not None and running:
-                after: ContainerInfo | None = container_from_inspect(inspect, self._networks)
+                after: ContainerInfo | None = container_from_inspect(
+                    inspect, self._networks
+                )
             else:
                 after = None
             if before == after:
@@ -248,18 +278,34 @@ class Discovery:
         self._log_change(before, after)
         self._on_change()
 
-    def _log_change(self, before: ContainerInfo | None, after: ContainerInfo | None) -> None:
+    def _log_change(
+        self, before: ContainerInfo | None, after: ContainerInfo | None
+    ) -> None:
         if before is None and after is not None:
-            log.info("discovery.container_added", container=after.name, id=after.short_id)
+            log.info(
+                "discovery.container_added", container=after.name, id=after.short_id
+            )
             for problem in after.label_problems:
-                log.warning("discovery.label_ignored", container=after.name, reason=problem)
+                log.warning(
+                    "discovery.label_ignored", container=after.name, reason=problem
+                )
         elif after is None and before is not None:
-            log.info("discovery.container_removed", container=before.name, id=before.short_id)
+            log.info(
+                "discovery.container_removed", container=before.name, id=before.short_id
+            )
         elif before is not None and after is not None:
             if before.name != after.name:
-                log.info("discovery.container_renamed", container=after.name, previous=before.name)
+                log.info(
+                    "discovery.container_renamed",
+                    container=after.name,
+                    previous=before.name,
+                )
             if before.paused != after.paused:
-                event = "discovery.container_paused" if after.paused else "discovery.container_unpaused"
+                event = (
+                    "discovery.container_paused"
+                    if after.paused
+                    else "discovery.container_unpaused"
+                )
                 log.info(event, container=after.name)
             if before.networks != after.networks:
                 log.info(

@@ -19,6 +19,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.events import DockerEvents
+from aiodocker.stream import Stream
 
 from netwatch.errors import (
     ContainerGoneError,
@@ -82,7 +83,9 @@ def _translated(container_id: str | None = None) -> Iterator[None]:
         if exc.status == _AIODOCKER_CONNECT_FAILED:
             raise EngineUnavailableError(message) from exc
         if exc.status == 404 and container_id is not None:
-            raise ContainerGoneError(f"container {container_id[:12]}: {message}") from exc
+            raise ContainerGoneError(
+                f"container {container_id[:12]}: {message}"
+            ) from exc
         if exc.status == 409 and container_id is not None:
             raise ContainerNotRunningError(
                 f"container {container_id[:12]}: {message}"
@@ -97,10 +100,18 @@ def _translated(container_id: str | None = None) -> Iterator[None]:
 class DockerClient:
     """A connection to one engine. Use as an async context manager."""
 
-    def __init__(self, host: str | None = None, request_timeout: float = 10.0):
+    def __init__(
+        self,
+        host: str | None = None,
+        request_timeout: float = 10.0,
+        exec_start_concurrency: int = 8,
+    ):
         self._host = host
         self._request_timeout = request_timeout
         self._docker: aiodocker.Docker | None = None
+        # Creating and starting an exec is what costs the engine (runc);
+        # a running exec waiting on its tools costs it nothing.
+        self._exec_starts = asyncio.Semaphore(exec_start_concurrency)
 
     async def __aenter__(self) -> DockerClient:
         try:
@@ -136,7 +147,9 @@ class DockerClient:
             try:
                 return await self._api.version()
             except TimeoutError as exc:
-                raise EngineUnavailableError("the engine did not answer in time") from exc
+                raise EngineUnavailableError(
+                    "the engine did not answer in time"
+                ) from exc
 
     async def list_container_ids(self) -> list[str]:
         """Ids of running and paused containers."""
@@ -169,8 +182,8 @@ class DockerClient:
         if since is not None:
             params["since"] = since
 
-        feed = DockerEvents(self._api)
-        subscriber = feed.subscribe(create_task=False)
+        feed = DockerEvents(self._api)  # type: ignore[no-untyped-call]
+        subscriber = feed.subscribe(create_task=False)  # type: ignore[no-untyped-call]
         # No total or read timeout: a quiet engine is not a dead one.
         reader = asyncio.ensure_future(feed.run(timeout=None, **params))
         try:
@@ -212,26 +225,34 @@ class DockerClient:
 
         with _translated(container_id):
             try:
-                async with asyncio.timeout(deadline_s):
+                async with (
+                    asyncio.timeout(deadline_s),
+                    contextlib.AsyncExitStack() as stack,
+                ):
                     container = self._api.containers.container(container_id)
-                    execution = await container.exec(
-                        argv,
-                        stdout=True,
-                        stderr=True,
-                        tty=False,
-                        environment={"LC_ALL": "C", "LANG": "C"},
-                    )
-                    async with execution.start(detach=False) as stream:
-                        while (message := await stream.read_out()) is not None:
-                            room = output_cap - len(stdout) - len(stderr)
-                            if len(message.data) > room:
-                                truncated = True
-                            sink = stderr if message.stream == 2 else stdout
-                            sink += message.data[: max(room, 0)]
-                            if truncated:
-                                break
-                            if done_marker and stdout.endswith(done_marker):
-                                break
+                    async with self._exec_starts:
+                        execution = await container.exec(
+                            argv,
+                            stdout=True,
+                            stderr=True,
+                            tty=False,
+                            environment={"LC_ALL": "C", "LANG": "C"},
+                        )
+                        # aiodocker's Stream is an async context manager whose
+                        # __aexit__ annotations are narrower than typeshed's.
+                        stream: Stream = await stack.enter_async_context(
+                            execution.start(detach=False)  # type: ignore[arg-type]
+                        )
+                    while (message := await stream.read_out()) is not None:
+                        room = output_cap - len(stdout) - len(stderr)
+                        if len(message.data) > room:
+                            truncated = True
+                        sink = stderr if message.stream == 2 else stdout
+                        sink += message.data[: max(room, 0)]
+                        if truncated:
+                            break
+                        if done_marker and stdout.endswith(done_marker):
+                            break
             except TimeoutError:
                 timed_out = True
 

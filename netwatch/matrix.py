@@ -100,7 +100,9 @@ class ProbeView:
     rtt_max_s: float | None = None
     # ping round trips, or tcp connect times, since the pair appeared
     latency: Histogram = EMPTY_HISTOGRAM
-    result_counts: Mapping[Outcome, int] = field(default_factory=lambda: MappingProxyType({}))
+    result_counts: Mapping[Outcome, int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class PairView:
 
 @dataclass(frozen=True)
 class MatrixSnapshot:
+    # When the matrix last changed: the snapshot is the state as of then.
     at: float
     containers: Mapping[str, ContainerInfo]
     pairs: Mapping[PairKey, PairView]
@@ -136,7 +139,9 @@ class MatrixSnapshot:
 
 
 def probe_state(
-    probe: ProbeKind, results: Sequence[ProbeResult], loss_ratio: float | None,
+    probe: ProbeKind,
+    results: Sequence[ProbeResult],
+    loss_ratio: float | None,
     degraded_loss_ratio: float,
 ) -> PairState:
     """The state one run's results (one per target) put a probe in."""
@@ -209,6 +214,7 @@ class ReachabilityMatrix:
         self._containers: Mapping[str, ContainerInfo] = MappingProxyType({})
         self._plan = EMPTY_PLAN
         self._snapshot: MatrixSnapshot | None = None
+        self._changed_at = clock()
 
     @property
     def plan(self) -> PairPlan:
@@ -236,8 +242,11 @@ class ReachabilityMatrix:
             records[key] = record
         self._records = records
         self._snapshot = None
+        self._changed_at = now
 
-    def record(self, src: str, probe: ProbeKind, results: Sequence[ProbeResult]) -> None:
+    def record(
+        self, src: str, probe: ProbeKind, results: Sequence[ProbeResult]
+    ) -> None:
         """Takes one run's results of `probe` from `src`, for every pair."""
         now = self._clock()
         by_dst: dict[str, list[ProbeResult]] = {}
@@ -252,11 +261,12 @@ class ReachabilityMatrix:
             probes[probe] = self._probe_view(record, probe, pair_results, now)
             self._judge(record, probes, now)
         self._snapshot = None
+        self._changed_at = now
 
     def snapshot(self) -> MatrixSnapshot:
         if self._snapshot is None:
             self._snapshot = MatrixSnapshot(
-                at=self._clock(),
+                at=self._changed_at,
                 containers=self._containers,
                 pairs=MappingProxyType({k: r.view for k, r in self._records.items()}),
                 unaddressable=self._plan.unaddressable,
@@ -292,16 +302,21 @@ class ReachabilityMatrix:
             rtt = [sample for r in measured for sample in r.rtt_samples_s]
             latency = observe(latency, rtt)
         else:
-            latency = observe(latency, (r.connect_s for r in results if r.connect_s is not None))
+            latency = observe(
+                latency, (r.connect_s for r in results if r.connect_s is not None)
+            )
 
-        state = probe_state(probe, results, loss_ratio, self._settings.degraded_loss_ratio)
+        state = probe_state(
+            probe, results, loss_ratio, self._settings.degraded_loss_ratio
+        )
         failing = [r for r in results if r.outcome is not Outcome.OK]
         changed = previous is None or previous.state is not state
         return ProbeView(
             probe=probe,
             state=state,
             since=now if changed else previous.since,  # type: ignore[union-attr]
-            changes=(previous.changes if previous else 0) + (1 if changed and previous else 0),
+            changes=(previous.changes if previous else 0)
+            + (1 if changed and previous else 0),
             last_at=now,
             results=tuple(results),
             reason=failing[0].reason if failing else None,

@@ -46,7 +46,7 @@ PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
 
 # `_created` series double every counter's cardinality and no dashboard
 # reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class SelfMetrics:
@@ -196,7 +196,9 @@ class MatrixCollector(Collector):
             labels = _pair_labels(snapshot, pair)
             expected.add_metric(labels, 1.0 if pair.expected_reachable else 0.0)
             for name in Verdict:
-                verdict.add_metric([*labels, name.value], 1.0 if pair.verdict is name else 0.0)
+                verdict.add_metric(
+                    [*labels, name.value], 1.0 if pair.verdict is name else 0.0
+                )
             changes.add_metric(labels, float(pair.changes))
             for probe, view in pair.probes.items():
                 if view.state in (PairState.REACHABLE, PairState.DEGRADED):
@@ -205,7 +207,9 @@ class MatrixCollector(Collector):
                     reachable.add_metric([*labels, probe.value], 0.0)
                 for outcome in Outcome:
                     count = view.result_counts.get(outcome, 0)
-                    results.add_metric([*labels, probe.value, outcome.value], float(count))
+                    results.add_metric(
+                        [*labels, probe.value, outcome.value], float(count)
+                    )
                 if probe is ProbeKind.PING:
                     if view.loss_ratio is not None:
                         loss.add_metric(labels, view.loss_ratio)
@@ -227,15 +231,37 @@ class MatrixCollector(Collector):
         info = GaugeMetricFamily(
             "netwatch_container_info",
             "One series per monitored container, for joins by name.",
-            labels=["container", "id", "image", "compose_project", "compose_service",
-                    "network_mode"],
+            labels=[
+                "container",
+                "id",
+                "image",
+                "compose_project",
+                "compose_service",
+                "network_mode",
+            ],
         )
         for container in snapshot.containers.values():
             info.add_metric(
-                [container.name, container.short_id, container.image,
-                 container.compose_project or "", container.compose_service or "",
-                 container.network_mode.value],
+                [
+                    container.name,
+                    container.short_id,
+                    container.image,
+                    container.compose_project or "",
+                    container.compose_service or "",
+                    container.network_mode.value,
+                ],
                 1.0,
             )
-        yield from (reachable, expected, verdict, changes, loss, rtt, connect, results,
-                    containers, pairs, info)
+        yield from (
+            reachable,
+            expected,
+            verdict,
+            changes,
+            loss,
+            rtt,
+            connect,
+            results,
+            containers,
+            pairs,
+            info,
+        )

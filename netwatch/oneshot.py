@@ -20,7 +20,11 @@ async def one_round(config: Config) -> MatrixSnapshot:
     Raises DockerError when the engine cannot be used.
     """
     metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
-    async with DockerClient(config.docker.host, config.docker.request_timeout) as client:
+    async with DockerClient(
+        config.docker.host,
+        config.docker.request_timeout,
+        exec_start_concurrency=config.docker.exec_concurrency,
+    ) as client:
         await client.version()
         discovery = Discovery(
             client,
@@ -31,13 +35,16 @@ async def one_round(config: Config) -> MatrixSnapshot:
         )
         await discovery.refresh_all()
         monitored = discovery.monitored()
-        plan = plan_pairs(monitored.values(), max_ports=config.probes.tcp.max_ports)
+        plan = plan_pairs(
+            monitored.values(),
+            max_ports=config.probes.tcp.max_ports,
+            every=discovery.containers.values(),
+        )
         matrix = ReachabilityMatrix(config.matrix)
         matrix.set_plan(plan, monitored)
         engine = ExecEngine(
             client,
             config.probes,
-            concurrency=config.docker.exec_concurrency,
             metrics=metrics,
         )
         await probe_once(engine, matrix, plan, monitored, enabled_kinds(config.probes))

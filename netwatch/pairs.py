@@ -125,16 +125,29 @@ def _expectation(src: _Stack, dst: _Stack) -> tuple[bool, str, tuple[Target, ...
     open_shared = [a for a in shared if a.icc]
     if not open_shared:
         names = ", ".join(a.network for a in shared)
-        return False, f"shared network keeps containers apart (icc off): {names}", every[:1]
+        return (
+            False,
+            f"shared network keeps containers apart (icc off): {names}",
+            every[:1],
+        )
     names = ", ".join(a.network for a in open_shared)
     targets = tuple(Target(a.address, a.network) for a in open_shared if a.address)
     return True, f"share {names}", targets
 
 
-def plan_pairs(containers: Iterable[ContainerInfo], *, max_ports: int) -> PairPlan:
-    """Plans every ordered pair of `containers` (the monitored ones)."""
+def plan_pairs(
+    containers: Iterable[ContainerInfo],
+    *,
+    max_ports: int,
+    every: Iterable[ContainerInfo] = (),
+) -> PairPlan:
+    """Plans every ordered pair of `containers` (the monitored ones).
+
+    `every` lists all running containers, monitored or not: a `container:X`
+    guest has X's networks even when X itself is not monitored.
+    """
     monitored = sorted(containers, key=lambda info: (info.name, info.id))
-    refs = _references(monitored)
+    refs = _references([*every, *monitored])
     stacks = {info.id: _resolve_stack(info, refs) for info in monitored}
 
     pairs: dict[PairKey, PlannedPair] = {}

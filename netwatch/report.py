@@ -5,6 +5,7 @@ prints. Both read one snapshot; neither changes anything.
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from netwatch.containers import ContainerInfo
@@ -99,11 +100,14 @@ def _pair(snapshot: MatrixSnapshot, pair: PairView) -> dict[str, Any]:
     }
 
 
-def snapshot_to_dict(snapshot: MatrixSnapshot, *, ready: bool | None = None) -> dict[str, Any]:
+def snapshot_to_dict(
+    snapshot: MatrixSnapshot, *, ready: bool | None = None
+) -> dict[str, Any]:
     """The whole matrix as JSON-ready data (the `/api/v1/matrix` body)."""
     counts = snapshot.verdict_counts()
     body: dict[str, Any] = {
-        "generated_at": _when(snapshot.at),
+        "generated_at": _when(time.time()),
+        "updated_at": _when(snapshot.at),
         "summary": {
             "containers": len(snapshot.containers),
             "pairs": len(snapshot.pairs),
@@ -216,11 +220,15 @@ def findings_of(snapshot: MatrixSnapshot) -> list[str]:
         if pair.hold is not None:
             lines.append(f"not measured  {route}: {pair.hold}")
         elif pair.verdict is Verdict.BROKEN:
-            lines.append(f"BROKEN        {route}: expected reachable ({pair.basis}), "
-                         f"measured unreachable{_why(pair)}")
+            lines.append(
+                f"BROKEN        {route}: expected reachable ({pair.basis}), "
+                f"measured unreachable{_why(pair)}"
+            )
         elif pair.verdict is Verdict.UNEXPECTED:
-            lines.append(f"UNEXPECTED    {route}: expected isolated ({pair.basis}), "
-                         f"measured reachable")
+            lines.append(
+                f"UNEXPECTED    {route}: expected isolated ({pair.basis}), "
+                f"measured reachable"
+            )
         else:
             lines.append(f"not measured  {route}{_why(pair)}")
     return lines

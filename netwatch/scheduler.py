@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -41,7 +42,7 @@ _NUDGE_DEBOUNCE_S = 0.5
 _ROUND_EXPIRY = 3
 
 
-class ProbeEngine:
+class ProbeEngine(Protocol):
     """What the scheduler needs of an engine (exec today, netns in #5)."""
 
     name: str
@@ -49,10 +50,11 @@ class ProbeEngine:
     async def probe_source(
         self, src: ContainerInfo, requests: Sequence[ProbeRequest]
     ) -> list[ProbeResult]:
-        raise NotImplementedError
+        """One result per request, whatever happens; never raises for a
+        probe that could not measure."""
 
     def forget(self, container_id: str) -> None:
-        raise NotImplementedError
+        """Drops what the engine remembers of a container."""
 
 
 def enabled_kinds(settings: ProbeSettings) -> dict[ProbeKind, float]:
@@ -65,7 +67,9 @@ def enabled_kinds(settings: ProbeSettings) -> dict[ProbeKind, float]:
     return kinds
 
 
-def requests_for(pairs: Iterable[PlannedPair], kinds: Iterable[ProbeKind]) -> list[ProbeRequest]:
+def requests_for(
+    pairs: Iterable[PlannedPair], kinds: Iterable[ProbeKind]
+) -> list[ProbeRequest]:
     """What one run measures: every target of every pair, per kind."""
     wanted = set(kinds)
     requests: list[ProbeRequest] = []
@@ -75,11 +79,15 @@ def requests_for(pairs: Iterable[PlannedPair], kinds: Iterable[ProbeKind]) -> li
         for target in pair.targets:
             if ProbeKind.PING in wanted:
                 requests.append(
-                    ProbeRequest(ProbeKind.PING, pair.dst, target.address, target.network)
+                    ProbeRequest(
+                        ProbeKind.PING, pair.dst, target.address, target.network
+                    )
                 )
             if ProbeKind.TCP in wanted:
                 requests.extend(
-                    ProbeRequest(ProbeKind.TCP, pair.dst, target.address, target.network, port)
+                    ProbeRequest(
+                        ProbeKind.TCP, pair.dst, target.address, target.network, port
+                    )
                     for port in pair.ports
                 )
     return requests
@@ -108,7 +116,9 @@ async def probe_once(
     kinds = list(kinds)
 
     async def one(src_id: str, pairs: tuple[PlannedPair, ...]) -> None:
-        results = await engine.probe_source(containers[src_id], requests_for(pairs, kinds))
+        results = await engine.probe_source(
+            containers[src_id], requests_for(pairs, kinds)
+        )
         record_results(matrix, src_id, kinds, results)
 
     async with asyncio.TaskGroup() as tasks:
@@ -167,7 +177,8 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._nudges: dict[str, asyncio.Event] = {}
         self._trackers = {
-            kind: _RoundTracker(kind, interval) for kind, interval in self._kinds.items()
+            kind: _RoundTracker(kind, interval)
+            for kind, interval in self._kinds.items()
         }
         self._group: asyncio.TaskGroup | None = None
         self._started = asyncio.Event()
@@ -211,7 +222,8 @@ class Scheduler:
                     self._nudges[src].set()
 
     def _reconcile(self) -> None:
-        assert self._plan is not None and self._group is not None
+        assert self._plan is not None
+        assert self._group is not None
         wanted = {
             src
             for src, info in self._containers.items()
@@ -229,12 +241,12 @@ class Scheduler:
             self._nudges[src] = asyncio.Event()
             self._tasks[src] = self._group.create_task(self._source_loop(src))
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, within_s: float) -> None:
         """Starts no more runs, and waits for the runs under way to end, so
         that no exec outlives netwatch."""
         self._draining = True
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 await self._idle.wait()
         except TimeoutError:
             log.warning("scheduler.drain_timeout", runs=self._inflight)
@@ -273,7 +285,9 @@ class Scheduler:
         tracker.completed += 1
         kind = tracker.kind.value
         self._metrics.rounds.labels(probe=kind).inc()
-        self._metrics.round_duration.labels(probe=kind).observe(time.time() - current.started)
+        self._metrics.round_duration.labels(probe=kind).observe(
+            time.time() - current.started
+        )
         self._metrics.last_round.labels(probe=kind).set(time.time())
         if self._on_round is not None:
             self._on_round(tracker.kind, tracker.completed)
@@ -292,7 +306,9 @@ class Scheduler:
         }
         nudge = self._nudges[src]
         while True:
-            slots = {kind: self._slot(kind, i, offset) for kind, i in next_index.items()}
+            slots = {
+                kind: self._slot(kind, i, offset) for kind, i in next_index.items()
+            }
             wake = min(slots.values())
             jitter = random.uniform(0, self._settings.jitter * shortest * _SPREAD)
             try:
@@ -310,7 +326,9 @@ class Scheduler:
                 continue
 
             started = time.time()
-            due = [kind for kind, slot in slots.items() if slot <= started + _COALESCE_S]
+            due = [
+                kind for kind, slot in slots.items() if slot <= started + _COALESCE_S
+            ]
             self._metrics.lag.observe(max(0.0, started - min(slots[k] for k in due)))
             await self._run(src, due)
             for kind in due:

@@ -54,7 +54,9 @@ def build_app(sources: WebSources) -> web.Application:
 
     async def matrix(_: web.Request) -> web.Response:
         body = snapshot_to_dict(sources.snapshot(), ready=sources.ready())
-        return web.json_response(body, dumps=lambda data: json.dumps(data, ensure_ascii=False))
+        return web.json_response(
+            body, dumps=lambda data: json.dumps(data, ensure_ascii=False)
+        )
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="netwatch is healthy\n")
@@ -62,10 +64,14 @@ def build_app(sources: WebSources) -> web.Application:
     async def ready(_: web.Request) -> web.Response:
         if sources.ready():
             return web.Response(text="netwatch is ready\n")
-        return web.Response(status=503, text="netwatch is not ready: no full round yet\n")
+        return web.Response(
+            status=503, text="netwatch is not ready: no full round yet\n"
+        )
 
     async def index(_: web.Request) -> web.Response:
-        return web.Response(text=_INDEX.format(version=__version__), content_type="text/html")
+        return web.Response(
+            text=_INDEX.format(version=__version__), content_type="text/html"
+        )
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -76,7 +82,9 @@ def build_app(sources: WebSources) -> web.Application:
     return app
 
 
-async def start_server(app: web.Application, host: str | None, port: int) -> web.AppRunner:
+async def start_server(
+    app: web.Application, host: str | None, port: int
+) -> web.AppRunner:
     """Starts serving; the caller cleans the runner up."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -36,7 +36,7 @@ from netwatch.probes.outcome import (
     first_line,
     outcome_for,
 )
-from netwatch.probes.ping import ping_argv, parse_ping_output
+from netwatch.probes.ping import parse_ping_output, ping_argv
 from netwatch.probes.script import (
     DONE_MARKER,
     NO_SHELL,
@@ -71,12 +71,15 @@ def classify_exec_failure(output: ExecOutput) -> tuple[Reason, str] | None:
     text = (output.stdout + output.stderr).decode("utf-8", errors="replace")
     lowered = text.lower()
     if "oci runtime exec failed" in lowered or "exec failed" in lowered:
-        if "executable file not found" in lowered or "no such file or directory" in lowered:
+        if (
+            "executable file not found" in lowered
+            or "no such file or directory" in lowered
+        ):
             return Reason.NO_SHELL, first_line(text)
         return Reason.EXEC_FAILED, first_line(text)
-    if output.exit_code is None and not output.running and output.pid == 0:
-        if not output.timed_out:
-            return Reason.EXEC_NOT_STARTED, "the engine never started the exec"
+    never_ran = output.exit_code is None and not output.running and output.pid == 0
+    if never_ran and not output.timed_out:
+        return Reason.EXEC_NOT_STARTED, "the engine never started the exec"
     return None
 
 
@@ -96,12 +99,12 @@ class ExecEngine:
         client: DockerClient,
         settings: ProbeSettings,
         *,
-        concurrency: int,
+        max_in_flight: int = 64,
         metrics: SelfMetrics,
     ) -> None:
         self._client = client
         self._settings = settings
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._metrics = metrics
         self._toolboxes: dict[str, _Known] = {}
 
@@ -121,10 +124,16 @@ class ExecEngine:
             return []
         try:
             toolbox = await self._toolbox(src)
-        except _ExecUnusable as failure:
-            return [_unmeasured(src.id, r, failure.reason, failure.detail) for r in requests]
+        except _ExecUnusable as unusable:
+            return [
+                _unmeasured(src.id, r, unusable.reason, unusable.detail)
+                for r in requests
+            ]
         if not toolbox.shell:
-            return [_unmeasured(src.id, r, Reason.NO_SHELL, toolbox.notes[0]) for r in requests]
+            return [
+                _unmeasured(src.id, r, Reason.NO_SHELL, toolbox.notes[0])
+                for r in requests
+            ]
 
         jobs: dict[str, tuple[ProbeRequest, Job]] = {}
         results: list[ProbeResult] = []
@@ -147,9 +156,9 @@ class ExecEngine:
             output = await self._exec(
                 src, argv, deadline + WATCHDOG_MARGIN_S + CLIENT_MARGIN_S
             )
-        except _ExecUnusable as failure:
+        except _ExecUnusable as unusable:
             return results + [
-                _unmeasured(src.id, request, failure.reason, failure.detail)
+                _unmeasured(src.id, request, unusable.reason, unusable.detail)
                 for request, _ in jobs.values()
             ]
 
@@ -180,7 +189,9 @@ class ExecEngine:
             return ping_argv(toolbox.ping, self._settings.ping, request.address)
         if request.probe is ProbeKind.TCP and toolbox.nc is not None:
             assert request.port is not None
-            return tcp_argv(toolbox.nc, self._settings.tcp, request.address, request.port)
+            return tcp_argv(
+                toolbox.nc, self._settings.tcp, request.address, request.port
+            )
 
         tool = "ping" if request.probe is ProbeKind.PING else "nc"
         notes = [note for note in toolbox.notes if note.startswith(f"{tool}:")]
@@ -225,7 +236,8 @@ class ExecEngine:
             if parsed is None:
                 seen = first_line(output.stderr.decode("utf-8", errors="replace"))
                 raise _ExecUnusable(
-                    Reason.EXEC_FAILED, f"toolbox check gave no answer: {seen or 'no output'}"
+                    Reason.EXEC_FAILED,
+                    f"toolbox check gave no answer: {seen or 'no output'}",
                 )
             toolbox = parsed
         self._remember(src.id, toolbox)
@@ -242,10 +254,14 @@ class ExecEngine:
     def _remember(self, container_id: str, toolbox: Toolbox) -> None:
         self._toolboxes[container_id] = _Known(toolbox, time.monotonic())
 
-    def _downgrade(self, container_id: str, toolbox: Toolbox, result: ProbeResult) -> None:
+    def _downgrade(
+        self, container_id: str, toolbox: Toolbox, result: ProbeResult
+    ) -> None:
         """A tool rejected its options: use the fallback, or stop using it."""
         if result.probe is ProbeKind.TCP:
-            fallback = NcVariant.NCAT_SEND_ONLY if toolbox.nc is NcVariant.NCAT else None
+            fallback = (
+                NcVariant.NCAT_SEND_ONLY if toolbox.nc is NcVariant.NCAT else None
+            )
             note = f"nc: rejected netwatch's options: {result.detail}"
             toolbox = replace(toolbox, nc=fallback, notes=(*toolbox.notes, note))
         else:
@@ -253,7 +269,9 @@ class ExecEngine:
             toolbox = replace(toolbox, ping=None, notes=(*toolbox.notes, note))
         self._remember(container_id, toolbox)
 
-    async def _exec(self, src: ContainerInfo, argv: list[str], deadline: float) -> ExecOutput:
+    async def _exec(
+        self, src: ContainerInfo, argv: list[str], deadline: float
+    ) -> ExecOutput:
         async with self._slots:
             try:
                 output = await self._client.exec(
@@ -291,7 +309,9 @@ class _ExecUnusable(Exception):
         self.detail = detail
 
 
-def _missing_record(job_id: str, runner: RunnerOutput, output: ExecOutput) -> tuple[Reason, str]:
+def _missing_record(
+    job_id: str, runner: RunnerOutput, output: ExecOutput
+) -> tuple[Reason, str]:
     if job_id in runner.damaged:
         return Reason.PARSE_ERROR, f"damaged output: {runner.damaged[job_id]}"
     if output.truncated:
@@ -301,10 +321,15 @@ def _missing_record(job_id: str, runner: RunnerOutput, output: ExecOutput) -> tu
     if output.timed_out:
         return Reason.EXEC_TIMEOUT, f"no answer within {output.duration_s:.1f}s"
     stderr = first_line(output.stderr.decode("utf-8", errors="replace"))
-    return Reason.EXEC_FAILED, f"no result (exit {output.exit_code}): {stderr or 'no output'}"
+    return (
+        Reason.EXEC_FAILED,
+        f"no result (exit {output.exit_code}): {stderr or 'no output'}",
+    )
 
 
-def _unmeasured(src: str, request: ProbeRequest, reason: Reason, detail: str) -> ProbeResult:
+def _unmeasured(
+    src: str, request: ProbeRequest, reason: Reason, detail: str
+) -> ProbeResult:
     return ProbeResult(
         probe=request.probe,
         src=src,
@@ -319,7 +344,9 @@ def _unmeasured(src: str, request: ProbeRequest, reason: Reason, detail: str) ->
     )
 
 
-def _ping_result(src: str, request: ProbeRequest, record: JobOutput, now: float) -> ProbeResult:
+def _ping_result(
+    src: str, request: ProbeRequest, record: JobOutput, now: float
+) -> ProbeResult:
     parsed = parse_ping_output(record.stdout, record.stderr, record.exit_code)
     return ProbeResult(
         probe=request.probe,
@@ -337,7 +364,9 @@ def _ping_result(src: str, request: ProbeRequest, record: JobOutput, now: float)
     )
 
 
-def _tcp_result(src: str, request: ProbeRequest, record: JobOutput, now: float) -> ProbeResult:
+def _tcp_result(
+    src: str, request: ProbeRequest, record: JobOutput, now: float
+) -> ProbeResult:
     reason, detail = parse_nc_output(record.stdout, record.stderr, record.exit_code)
     return ProbeResult(
         probe=request.probe,

@@ -10,6 +10,7 @@ Pure: argv builders and output parsers only.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def _sections(text: str) -> dict[str, str]:
     marks = list(_SECTION.finditer(text))
     return {
         mark.group(1): text[mark.end() : following.start()].strip()
-        for mark, following in zip(marks, marks[1:], strict=False)
+        for mark, following in itertools.pairwise(marks)
     }
 
 
@@ -173,7 +174,8 @@ def parse_toolbox(stdout: str) -> Toolbox | None:
             # BusyBox and unknown pings get the options both understand.
             ping = PingVariant.BUSYBOX
             if "BusyBox" not in version:
-                notes.append(f"ping: unrecognised variant, using portable options: {version[:80]!r}")
+                shown = repr(version[:80])
+                notes.append(f"ping: unknown variant, using portable options: {shown}")
 
     nc: NcVariant | None = None
     if "nc" in have:

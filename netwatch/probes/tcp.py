@@ -81,7 +81,9 @@ _NO_ROUTE = (
 _DNS = ("name or service not known", "could not resolve", "bad address")
 
 
-def parse_nc_output(stdout: str, stderr: str, exit_code: int | None) -> tuple[Reason | None, str]:
+def parse_nc_output(
+    stdout: str, stderr: str, exit_code: int | None
+) -> tuple[Reason | None, str]:
     """Reads one nc run: None and a summary when connected, else a reason."""
     text = f"{stderr}\n{stdout}"
     lowered = text.lower()
@@ -89,7 +91,9 @@ def parse_nc_output(stdout: str, stderr: str, exit_code: int | None) -> tuple[Re
         return None, "connected"
     if any(marker in lowered for marker in _USAGE):
         return Reason.TOOL_UNSUPPORTED_OPTION, first_line(stderr) or first_line(stdout)
-    if exit_code in (126, 127) and ("not found" in lowered or "no such file" in lowered):
+    if exit_code in (126, 127) and (
+        "not found" in lowered or "no such file" in lowered
+    ):
         return Reason.TOOL_MISSING, first_line(text)
     for markers, reason in (
         (_REFUSED, Reason.REFUSED),

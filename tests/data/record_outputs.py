@@ -38,39 +38,106 @@ def main() -> None:
     }
     for name, (image, cmd) in runs.items():
         sh("docker", "run", "-d", "--name", name, "--network", NET, image, *cmd)
-    sh("docker", "run", "-d", "--name", "nw-rec-none", "--network", "none",
-       "netwatch-test/tools", "sleep", "3600")
+    sh(
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        "nw-rec-none",
+        "--network",
+        "none",
+        "netwatch-test/tools",
+        "sleep",
+        "3600",
+    )
     time.sleep(1)
     # nw-rec-drop silently drops every echo request: "no reply".
     pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", "nw-rec-drop").stdout.strip()
-    sh("nsenter", "-t", pid, "-n", "iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP")
+    sh(
+        "nsenter",
+        "-t",
+        pid,
+        "-n",
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "icmp",
+        "-j",
+        "DROP",
+    )
     dropper = ip_of("nw-rec-drop")
     up = ip_of("nw-rec-tools")
     # An address on the test network that nobody holds.
     nobody = up.rsplit(".", 1)[0] + ".250"
 
     cases = {
-        "iputils-ok": ("nw-rec-tools", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up]),
-        "iputils-no-reply": ("nw-rec-tools", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", dropper]),
-        "iputils-host-unreachable": ("nw-rec-tools", ["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "-w", "4", nobody]),
-        "iputils-network-unreachable": ("nw-rec-none", ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up]),
+        "iputils-ok": (
+            "nw-rec-tools",
+            ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up],
+        ),
+        "iputils-no-reply": (
+            "nw-rec-tools",
+            ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", dropper],
+        ),
+        "iputils-host-unreachable": (
+            "nw-rec-tools",
+            ["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", "-w", "4", nobody],
+        ),
+        "iputils-network-unreachable": (
+            "nw-rec-none",
+            ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up],
+        ),
         "iputils-version": ("nw-rec-tools", ["ping", "-V"]),
-        "busybox-ping-ok": ("nw-rec-busybox", ["ping", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up]),
-        "busybox-ping-no-reply": ("nw-rec-busybox", ["ping", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", dropper]),
+        "busybox-ping-ok": (
+            "nw-rec-busybox",
+            ["ping", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", up],
+        ),
+        "busybox-ping-no-reply": (
+            "nw-rec-busybox",
+            ["ping", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", dropper],
+        ),
         "busybox-ping-version": ("nw-rec-busybox", ["ping", "-V"]),
-        "openbsd-nc-open": ("nw-rec-tools", ["nc", "-n", "-v", "-z", "-w", "1", up, "8080"]),
-        "openbsd-nc-refused": ("nw-rec-tools", ["nc", "-n", "-v", "-z", "-w", "1", up, "8081"]),
-        "openbsd-nc-timeout": ("nw-rec-tools", ["nc", "-n", "-v", "-z", "-w", "1", nobody, "8081"]),
-        "openbsd-nc-no-route": ("nw-rec-none", ["nc", "-n", "-v", "-z", "-w", "1", up, "8080"]),
+        "openbsd-nc-open": (
+            "nw-rec-tools",
+            ["nc", "-n", "-v", "-z", "-w", "1", up, "8080"],
+        ),
+        "openbsd-nc-refused": (
+            "nw-rec-tools",
+            ["nc", "-n", "-v", "-z", "-w", "1", up, "8081"],
+        ),
+        "openbsd-nc-timeout": (
+            "nw-rec-tools",
+            ["nc", "-n", "-v", "-z", "-w", "1", nobody, "8081"],
+        ),
+        "openbsd-nc-no-route": (
+            "nw-rec-none",
+            ["nc", "-n", "-v", "-z", "-w", "1", up, "8080"],
+        ),
         "openbsd-nc-help": ("nw-rec-tools", ["nc", "-h"]),
-        "busybox-nc-open": ("nw-rec-busybox", ["nc", "-w", "1", up, "8080", "-e", "sh", "-c", ":"]),
-        "busybox-nc-refused": ("nw-rec-busybox", ["nc", "-w", "1", up, "8081", "-e", "sh", "-c", ":"]),
-        "busybox-nc-timeout": ("nw-rec-busybox", ["nc", "-w", "1", nobody, "8081", "-e", "sh", "-c", ":"]),
+        "busybox-nc-open": (
+            "nw-rec-busybox",
+            ["nc", "-w", "1", up, "8080", "-e", "sh", "-c", ":"],
+        ),
+        "busybox-nc-refused": (
+            "nw-rec-busybox",
+            ["nc", "-w", "1", up, "8081", "-e", "sh", "-c", ":"],
+        ),
+        "busybox-nc-timeout": (
+            "nw-rec-busybox",
+            ["nc", "-w", "1", nobody, "8081", "-e", "sh", "-c", ":"],
+        ),
         "busybox-nc-z": ("nw-rec-busybox", ["nc", "-z", "-w", "1", up, "8080"]),
         "busybox-nc-help": ("nw-rec-busybox", ["nc", "-h"]),
         "ncat-open": ("nw-rec-ncat", ["nc", "-n", "-v", "-z", "-w", "1", up, "8080"]),
-        "ncat-refused": ("nw-rec-ncat", ["nc", "-n", "-v", "-z", "-w", "1", up, "8081"]),
-        "ncat-timeout": ("nw-rec-ncat", ["nc", "-n", "-v", "-z", "-w", "1", nobody, "8081"]),
+        "ncat-refused": (
+            "nw-rec-ncat",
+            ["nc", "-n", "-v", "-z", "-w", "1", up, "8081"],
+        ),
+        "ncat-timeout": (
+            "nw-rec-ncat",
+            ["nc", "-n", "-v", "-z", "-w", "1", nobody, "8081"],
+        ),
         "ncat-help": ("nw-rec-ncat", ["nc", "-h"]),
     }
     recorded = {}

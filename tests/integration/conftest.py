@@ -52,9 +52,12 @@ def docker(*argv: str, check: bool = True, timeout: float = 60) -> str:
 
 def _engine_answers() -> bool:
     try:
-        return subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=15, check=False
-        ).returncode == 0
+        return (
+            subprocess.run(
+                ["docker", "info"], capture_output=True, timeout=15, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -68,7 +71,8 @@ def docker_engine() -> None:
             pytest.fail(f"{message}, and NETWATCH_REQUIRE_DOCKER=1 forbids skipping")
         pytest.skip(message)
     missing = [
-        image for image in IMAGES
+        image
+        for image in IMAGES
         if not docker("images", "-q", f"netwatch-test/{image}", check=False)
     ]
     if missing:
@@ -128,11 +132,14 @@ class Lab:
 
     def listen(self, short: str, image: str = "tools", **kwargs: Any) -> str:
         """Starts a container that accepts TCP connections on port 8080."""
-        command = ("nc", "-lk", "8080") if image == "tools" else ("nc", "-lk", "-p", "8080")
+        command = (
+            ("nc", "-lk", "8080") if image == "tools" else ("nc", "-lk", "-p", "8080")
+        )
         return self.run(short, image, command=command, ports="8080", **kwargs)
 
     def ip(self, container: str, network: str) -> str:
-        template = f'{{{{(index .NetworkSettings.Networks "{self._network_arg(network)}").IPAddress}}}}'
+        network = self._network_arg(network)
+        template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
         return docker("inspect", "-f", template, container)
 
     def pid(self, container: str) -> int:
@@ -142,7 +149,9 @@ class Lab:
         """Runs a host command (iptables) inside the container's network namespace."""
         subprocess.run(
             ["nsenter", "-t", str(self.pid(container)), "-n", *argv],
-            check=True, capture_output=True, timeout=30,
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
 
     def forget(self, name: str) -> None:
@@ -190,21 +199,29 @@ def run_netwatch(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "netwatch", *argv],
-        capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
 
 
 class RunningDaemon:
     """A `netwatch run` subprocess, and its HTTP endpoints."""
 
-    def __init__(self, process: subprocess.Popen[str], port: int, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], port: int, log_path: Path
+    ) -> None:
         self.process = process
         self.port = port
         self.log_path = log_path
 
     def get(self, path: str) -> tuple[int, str]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=10
+            ) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -221,7 +238,8 @@ class RunningDaemon:
 
     def pair(self, src: str, dst: str) -> dict[str, Any] | None:
         return next(
-            (p for p in self.matrix()["pairs"] if p["src"] == src and p["dst"] == dst), None
+            (p for p in self.matrix()["pairs"] if p["src"] == src and p["dst"] == dst),
+            None,
         )
 
     def log_events(self) -> list[dict[str, Any]]:
@@ -229,7 +247,9 @@ class RunningDaemon:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def wait_ready(self, timeout: float = 60) -> None:
-        wait_for(lambda: self.get("/-/ready")[0] == 200, timeout, "netwatch to be ready")
+        wait_for(
+            lambda: self.get("/-/ready")[0] == 200, timeout, "netwatch to be ready"
+        )
 
     def stop(self, timeout: float = 15) -> float:
         """SIGTERM, and how long the daemon took to exit."""
@@ -253,23 +273,32 @@ def wait_for(
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}: {last_error!r}"
+    )
 
 
 @pytest.fixture
-def start_daemon(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Callable[..., RunningDaemon]]:
+def start_daemon(
+    lab: Lab, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RunningDaemon]]:
     """Starts `netwatch run` on a free loopback port, watching only the lab."""
     daemons: list[RunningDaemon] = []
     ARTIFACTS.mkdir(exist_ok=True)
 
     def start(extra_env: dict[str, str] | None = None, *argv: str) -> RunningDaemon:
         port = free_port()
-        env = netwatch_env(lab, {"NETWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", **(extra_env or {})})
+        env = netwatch_env(
+            lab, {"NETWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", **(extra_env or {})}
+        )
         log_path = ARTIFACTS / f"{request.node.name}-{len(daemons)}.log"
         with log_path.open("w") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "netwatch", "run", *argv],
-                stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
             )
         daemon = RunningDaemon(process, port, log_path)
         daemons.append(daemon)

@@ -49,21 +49,32 @@ def test_three_tier_lab_matches_its_design(lab, start_daemon):
         expected = (src, dst) in reachable
         assert pair["expected_reachable"] is expected, (src, dst)
         assert pair["verdict"] == "ok", pair
-        assert pair["probes"]["ping"]["state"] == ("reachable" if expected else "unreachable")
-        assert pair["probes"]["tcp"]["state"] == ("reachable" if expected else "unreachable")
-        assert series(metrics, "netwatch_pair_reachable", src=src, dst=dst, probe="ping") == [
-            1.0 if expected else 0.0
-        ]
-        assert series(metrics, "netwatch_pair_expected_reachable", src=src, dst=dst) == [
-            1.0 if expected else 0.0
-        ]
-        assert series(metrics, "netwatch_pair_verdict", src=src, dst=dst, verdict="ok") == [1.0]
+        assert pair["probes"]["ping"]["state"] == (
+            "reachable" if expected else "unreachable"
+        )
+        assert pair["probes"]["tcp"]["state"] == (
+            "reachable" if expected else "unreachable"
+        )
+        assert series(
+            metrics, "netwatch_pair_reachable", src=src, dst=dst, probe="ping"
+        ) == [1.0 if expected else 0.0]
+        assert series(
+            metrics, "netwatch_pair_expected_reachable", src=src, dst=dst
+        ) == [1.0 if expected else 0.0]
+        assert series(
+            metrics, "netwatch_pair_verdict", src=src, dst=dst, verdict="ok"
+        ) == [1.0]
     # web and api share only the backend: api is probed at its address there.
     (result,) = pairs[(web, api)]["probes"]["ping"]["results"]
     assert result["network"] == lab.name("backend")
     assert result["target"] == lab.ip(api, "backend")
     assert series(metrics, "netwatch_containers") == [3.0]
-    assert series(metrics, "netwatch_ping_rtt_seconds_bucket", src=web, dst=api, le="+Inf")[0] > 0
+    assert (
+        series(
+            metrics, "netwatch_ping_rtt_seconds_bucket", src=web, dst=api, le="+Inf"
+        )[0]
+        > 0
+    )
     assert re.search(r'^netwatch_ping_rtt_seconds_bucket\{.*le="1e-05"', metrics, re.M)
     assert series(metrics, "netwatch_ping_loss_ratio", src=web, dst=api) == [0.0]
 
@@ -85,8 +96,11 @@ def test_disconnect_changes_matrix_and_metrics_within_15_seconds(lab, start_daem
             pair["expected_reachable"] is False
             and pair["probes"]["ping"]["state"] == "unreachable"
             and pair["verdict"] == "ok"
-            and series(metrics, "netwatch_pair_expected_reachable", src=web, dst=api) == [0.0]
-            and series(metrics, "netwatch_pair_reachable", src=web, dst=api, probe="ping")
+            and series(metrics, "netwatch_pair_expected_reachable", src=web, dst=api)
+            == [0.0]
+            and series(
+                metrics, "netwatch_pair_reachable", src=web, dst=api, probe="ping"
+            )
             == [0.0]
         )
 
@@ -109,7 +123,7 @@ def test_removed_container_vanishes_from_the_next_scrape(lab, start_daemon):
 
 def test_renamed_container_is_labelled_by_its_new_name(lab, start_daemon):
     """After `docker rename`, the old name is gone and the new one measured (NW-020)."""
-    web, api, db = three_tier(lab)
+    _, api, db = three_tier(lab)
     daemon = start_daemon()
     daemon.wait_ready()
     renamed = lab.name("db-primary")
@@ -122,7 +136,9 @@ def test_renamed_container_is_labelled_by_its_new_name(lab, start_daemon):
         pair = daemon.pair(api, renamed)
         return (
             f'"{db}"' not in metrics
-            and series(metrics, "netwatch_pair_reachable", src=api, dst=renamed, probe="ping")
+            and series(
+                metrics, "netwatch_pair_reachable", src=api, dst=renamed, probe="ping"
+            )
             == [1.0]
             and pair is not None
             and pair["verdict"] == "ok"
@@ -133,12 +149,13 @@ def test_renamed_container_is_labelled_by_its_new_name(lab, start_daemon):
 
 def test_a_paused_container_is_held_not_unreachable(lab, start_daemon):
     """Pausing db marks its pairs 'not measured', never unreachable or broken."""
-    web, api, db = three_tier(lab)
+    _, api, db = three_tier(lab)
     daemon = start_daemon()
     daemon.wait_ready()
 
     docker("pause", db)
     try:
+
         def held() -> bool:
             pair = daemon.pair(api, db)
             back = daemon.pair(db, api)
@@ -151,16 +168,20 @@ def test_a_paused_container_is_held_not_unreachable(lab, start_daemon):
 
         wait_for(held, 10, "db's pairs to be held")
         metrics = daemon.metrics()
-        assert series(metrics, "netwatch_pair_verdict", src=api, dst=db, verdict="broken") == [0.0]
+        assert series(
+            metrics, "netwatch_pair_verdict", src=api, dst=db, verdict="broken"
+        ) == [0.0]
     finally:
         docker("unpause", db)
 
-    wait_for(lambda: daemon.pair(api, db)["verdict"] == "ok", 15, "db to be measured again")
+    wait_for(
+        lambda: daemon.pair(api, db)["verdict"] == "ok", 15, "db to be measured again"
+    )
 
 
 def test_new_container_joins_the_matrix(lab, start_daemon):
     """A container started while netwatch runs is probed within seconds."""
-    web, api, db = three_tier(lab)
+    _, api, db = three_tier(lab)
     daemon = start_daemon()
     daemon.wait_ready()
 
@@ -168,7 +189,10 @@ def test_new_container_joins_the_matrix(lab, start_daemon):
 
     def joined() -> bool:
         pair = daemon.pair(api, cache)
-        return pair is not None and pair["probes"].get("ping", {}).get("state") == "reachable"
+        return (
+            pair is not None
+            and pair["probes"].get("ping", {}).get("state") == "reachable"
+        )
 
     wait_for(joined, 15, "cache to be measured")
     assert daemon.pair(db, cache)["expected_reachable"] is False
@@ -187,5 +211,7 @@ def test_sigterm_stops_quickly_and_leaves_no_exec_behind(lab, start_daemon):
     assert took < 8
     for container in (web, api, db):
         processes = docker("top", container, "-o", "pid,args")
-        leftovers = [line for line in processes.splitlines()[1:] if "nc -lk" not in line]
+        leftovers = [
+            line for line in processes.splitlines()[1:] if "nc -lk" not in line
+        ]
         assert leftovers == [], (container, leftovers)

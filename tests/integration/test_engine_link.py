@@ -80,14 +80,18 @@ class CuttableProxy:
         self._ready.set()
         self._loop.run_forever()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if not self.accepting:
             writer.close()
             return
         up_reader, up_writer = await asyncio.open_unix_connection(ENGINE_SOCKET)
         self._writers |= {writer, up_writer}
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter
+        ) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await source.read(65536):
                     sink.write(data)

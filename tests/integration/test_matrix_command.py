@@ -27,7 +27,7 @@ def pairs_of(body: dict) -> dict[tuple[str, str], dict]:  # type: ignore[type-ar
 
 def test_lab_as_designed_exits_0_and_prints_the_table(lab):
     """Every pair as expected: exit 0, a table with 'self' on the diagonal."""
-    web, api, db = three_tier(lab)
+    three_tier(lab)
 
     done = run_netwatch("matrix", env=netwatch_env(lab))
 
@@ -36,7 +36,9 @@ def test_lab_as_designed_exits_0_and_prints_the_table(lab):
     assert len(rows) == 3
     assert all(" self" in row for row in rows)
     assert "!" not in "".join(rows)
-    assert "6 pairs: 6 as expected, 0 broken, 0 unexpected, 0 not measured" in done.stdout
+    assert (
+        "6 pairs: 6 as expected, 0 broken, 0 unexpected, 0 not measured" in done.stdout
+    )
 
 
 @contextlib.contextmanager
@@ -55,7 +57,7 @@ def iptables_rules(*rules: list[str]) -> Iterator[None]:
 
 def test_a_broken_path_exits_1_and_is_marked(lab):
     """db dropping all it receives breaks api -> db: exit 1, marked '!unreach'."""
-    web, api, db = three_tier(lab)
+    _, api, db = three_tier(lab)
     lab.in_netns(db, "iptables", "-A", "INPUT", "-j", "DROP")
 
     done = run_netwatch("matrix", env=netwatch_env(lab))
@@ -67,7 +69,7 @@ def test_a_broken_path_exits_1_and_is_marked(lab):
 
 def test_broken_isolation_exits_1_as_unexpected(lab):
     """A DOCKER-USER rule letting web and db talk is a finding: 'unexpected'."""
-    web, api, db = three_tier(lab)
+    web, _, db = three_tier(lab)
     db_ip = lab.ip(db, "database")
     rules = []
     for network in ("frontend", "backend"):
@@ -127,8 +129,22 @@ def test_30_percent_icmp_loss_is_measured_between_10_and_50_percent(lab):
     src = lab.run("src", networks=("app",))
     dst = lab.run("dst", networks=("app",))
     lab.in_netns(
-        dst, "iptables", "-A", "INPUT", "-p", "icmp", "--icmp-type", "echo-request",
-        "-m", "statistic", "--mode", "random", "--probability", "0.3", "-j", "DROP",
+        dst,
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "icmp",
+        "--icmp-type",
+        "echo-request",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.3",
+        "-j",
+        "DROP",
     )
     many = {
         "NETWATCH_PROBES__PING__COUNT": "100",

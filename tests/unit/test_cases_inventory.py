@@ -24,8 +24,7 @@ def test_every_case_is_named_by_a_test():
     missing = [
         case_id
         for case_id, case in cases.items()
-        if case["category"] not in LATER
-        and "nw" + case_id.split("-")[1] not in named
+        if case["category"] not in LATER and "nw" + case_id.split("-")[1] not in named
     ]
 
     assert cases, "no cases loaded"

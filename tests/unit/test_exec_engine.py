@@ -39,7 +39,9 @@ def test_case_nw014_exit_code_null_never_started():
     body = case["input"]["body"]
 
     failure = classify_exec_failure(
-        exec_output(exit_code=body["ExitCode"], running=body["Running"], pid=body["Pid"])
+        exec_output(
+            exit_code=body["ExitCode"], running=body["Running"], pid=body["Pid"]
+        )
     )
 
     assert failure is not None
@@ -69,7 +71,7 @@ def test_case_nw016_tool_missing_with_either_exit_code():
 def test_case_nw016_absolute_path_form():
     """NW-016 note: the 'no such file or directory' form counts as missing too."""
     message = (
-        b'OCI runtime exec failed: exec failed: unable to start container process: '
+        b"OCI runtime exec failed: exec failed: unable to start container process: "
         b'exec: "/bin/sh": stat /bin/sh: no such file or directory: unknown\r\n'
     )
 
@@ -105,8 +107,12 @@ def test_case_nw017_frames_split_inside_a_header_are_demultiplexed():
     for chunk in case["input"]["chunks_hex"]:
         parser.feed_data(bytes.fromhex(chunk))
 
-    stdout = b"".join(data for stream, data in collected.messages if stream == 1).decode()
-    stderr = b"".join(data for stream, data in collected.messages if stream == 2).decode()
+    stdout = b"".join(
+        data for stream, data in collected.messages if stream == 1
+    ).decode()
+    stderr = b"".join(
+        data for stream, data in collected.messages if stream == 2
+    ).decode()
     assert stdout == case["expected"]["stdout"]
     assert stderr == case["expected"]["stderr"]
     assert not any(ord(c) < 9 for c in stdout + stderr)

@@ -61,9 +61,7 @@ def summary(plan: PairPlan) -> dict[tuple[str, str], tuple[bool, tuple[Target, .
     return {k: (p.expected_reachable, p.targets) for k, p in plan.pairs.items()}
 
 
-WEB = container(
-    "web", attach("frontend", "10.1.0.2"), attach("backend", "10.2.0.2")
-)
+WEB = container("web", attach("frontend", "10.1.0.2"), attach("backend", "10.2.0.2"))
 API = container("api", attach("backend", "10.2.0.3"), attach("database", "10.3.0.3"))
 DB = container("db", attach("database", "10.3.0.4"))
 
@@ -110,8 +108,12 @@ def test_containers_sharing_two_networks_are_probed_on_both():
 
 def test_default_bridge_containers_reach_each_other():
     """Two containers on the default bridge expect each other reachable."""
-    one = container("one", attach("bridge", "172.17.0.2"), mode=NetworkMode.DEFAULT_BRIDGE)
-    two = container("two", attach("bridge", "172.17.0.3"), mode=NetworkMode.DEFAULT_BRIDGE)
+    one = container(
+        "one", attach("bridge", "172.17.0.2"), mode=NetworkMode.DEFAULT_BRIDGE
+    )
+    two = container(
+        "two", attach("bridge", "172.17.0.3"), mode=NetworkMode.DEFAULT_BRIDGE
+    )
 
     plan = plan_pairs([one, two], max_ports=8)
 
@@ -130,7 +132,10 @@ def test_none_network_source_expects_to_reach_nothing():
     pair = plan.pairs[key(lonely, WEB)]
     assert pair.expected_reachable is False
     assert len(pair.targets) == 1
-    assert pair.targets[0] in {Target("10.1.0.2", "frontend"), Target("10.2.0.2", "backend")}
+    assert pair.targets[0] in {
+        Target("10.1.0.2", "frontend"),
+        Target("10.2.0.2", "backend"),
+    }
 
 
 def test_none_network_destination_is_unaddressable():
@@ -189,7 +194,9 @@ def test_host_network_destination_is_unaddressable():
 def test_container_mode_guest_shares_its_hosts_stack(reference):
     """A container:X guest and X are one stack, addressed by X's addresses."""
     vpn = container("vpn", attach("frontend", "10.1.0.9"))
-    guest = container("guest", mode=NetworkMode.CONTAINER, target=getattr(vpn, reference))
+    guest = container(
+        "guest", mode=NetworkMode.CONTAINER, target=getattr(vpn, reference)
+    )
 
     plan = plan_pairs([vpn, guest], max_ports=8)
 
@@ -227,8 +234,12 @@ def test_icc_off_network_keeps_its_members_apart():
 
 def test_icc_off_network_does_not_hide_an_open_shared_network():
     """With an icc-off bridge and an open one shared, the open one is probed."""
-    a = container("a", attach("locked", "10.5.0.2", icc=False), attach("open", "10.6.0.2"))
-    b = container("b", attach("locked", "10.5.0.3", icc=False), attach("open", "10.6.0.3"))
+    a = container(
+        "a", attach("locked", "10.5.0.2", icc=False), attach("open", "10.6.0.2")
+    )
+    b = container(
+        "b", attach("locked", "10.5.0.3", icc=False), attach("open", "10.6.0.3")
+    )
 
     plan = plan_pairs([a, b], max_ports=8)
 
@@ -257,7 +268,9 @@ def test_running_pairs_are_not_held():
 
 def test_ports_are_capped_at_max_ports():
     """Only the first max_ports of the destination's probe ports are planned."""
-    server = container("server", attach("backend", "10.2.0.7"), ports=(22, 80, 443, 8080))
+    server = container(
+        "server", attach("backend", "10.2.0.7"), ports=(22, 80, 443, 8080)
+    )
 
     plan = plan_pairs([API, server], max_ports=2)
 

@@ -127,7 +127,19 @@ def test_iputils_argv_bounds_ping_by_its_own_deadline():
 
     argv = ping_argv(PingVariant.IPUTILS, settings, "172.18.0.2")
 
-    assert argv == ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-w", "2", "172.18.0.2"]
+    assert argv == [
+        "ping",
+        "-n",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-w",
+        "2",
+        "172.18.0.2",
+    ]
 
 
 def test_busybox_argv_uses_whole_seconds_and_ipv6_flag():
@@ -136,7 +148,19 @@ def test_busybox_argv_uses_whole_seconds_and_ipv6_flag():
 
     argv = ping_argv(PingVariant.BUSYBOX, settings, "fd00::2")
 
-    assert argv == ["ping", "-6", "-c", "2", "-i", "0.5", "-W", "1", "-w", "2", "fd00::2"]
+    assert argv == [
+        "ping",
+        "-6",
+        "-c",
+        "2",
+        "-i",
+        "0.5",
+        "-W",
+        "1",
+        "-w",
+        "2",
+        "fd00::2",
+    ]
 
 
 # The shared fault cases about ping (../shared/cases, copied to tests/data).
@@ -226,7 +250,7 @@ def test_case_nw006_reply_by_name():
 
 @pytest.mark.parametrize("variant", [0, 1], ids=["busybox", "iputils"])
 def test_case_nw008_name_failure_is_not_loss(variant):
-    """NW-008: a name that does not resolve could not measure, whatever the exit code."""
+    """NW-008: an unresolvable name could not measure, whatever the exit code."""
     case = CASES["NW-008-ping-dns-failure-exit-codes"]
 
     result = parse(_variants(case)[variant])

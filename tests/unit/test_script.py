@@ -15,7 +15,9 @@ from netwatch.probes.tcp import NcVariant
 def record(job_id: str, stdout: str, code: int, stderr: str, t0="-", t1="-") -> bytes:
     body = f"{stdout}\x1f{code}\x1f{stderr}".encode()
     return (
-        f"\n@@nw {job_id} {len(body)} {t0} {t1}\n".encode() + body + f"\n@@end {job_id}\n".encode()
+        f"\n@@nw {job_id} {len(body)} {t0} {t1}\n".encode()
+        + body
+        + f"\n@@end {job_id}\n".encode()
     )
 
 
@@ -38,7 +40,8 @@ def test_records_are_split_into_stdout_exit_code_and_stderr():
 
     output = parse_runner_output(stdout, b"")
 
-    assert output.finished and not output.watchdog_fired
+    assert output.finished
+    assert not output.watchdog_fired
     assert output.records["j0"].stdout == "PING ...\n"
     assert output.records["j0"].exit_code == 1
     assert output.records["j0"].stderr == "ping: oops"
@@ -92,7 +95,10 @@ def test_toolbox_of_a_full_image():
 
     assert toolbox is not None
     assert (toolbox.ping, toolbox.nc, toolbox.clock, toolbox.sleep) == (
-        PingVariant.IPUTILS, NcVariant.OPENBSD, True, True,
+        PingVariant.IPUTILS,
+        NcVariant.OPENBSD,
+        True,
+        True,
     )
 
 
@@ -100,7 +106,8 @@ def test_toolbox_of_busybox_without_nanoseconds():
     """BusyBox's date prints %N literally: no clock; its ping and nc are known."""
     stdout = (
         "\n@@have ping\n\n@@have nc\n\n@@have date\n\n@@have sleep\n"
-        "\n@@section ping\nping: invalid option -- 'V'\nBusyBox v1.35.0 multi-call binary.\n"
+        "\n@@section ping\nping: invalid option -- 'V'\n"
+        "BusyBox v1.35.0 multi-call binary.\n"
         "\n@@section nc\nnc: invalid option -- 'h'\nBusyBox v1.35.0\n"
         "Usage: nc [-iN] [-wN] [-l] [-p PORT] [-f FILE|IPADDR PORT] [-e PROG]\n"
         "\n@@section date\n1796312069%N\n"
@@ -111,7 +118,9 @@ def test_toolbox_of_busybox_without_nanoseconds():
 
     assert toolbox is not None
     assert (toolbox.ping, toolbox.nc, toolbox.clock) == (
-        PingVariant.BUSYBOX, NcVariant.BUSYBOX, False,
+        PingVariant.BUSYBOX,
+        NcVariant.BUSYBOX,
+        False,
     )
 
 

@@ -31,7 +31,9 @@ def test_variant_is_detected_from_real_help_text(recorded, key, variant):
 
 def test_ncat_without_z_falls_back_to_send_only():
     """An Ncat whose help lists no -z is driven with --send-only."""
-    help_text = "Ncat 6.40 ( http://nmap.org/ncat )\nUsage: ncat [options]\n  -w, --wait\n"
+    help_text = (
+        "Ncat 6.40 ( http://nmap.org/ncat )\nUsage: ncat [options]\n  -w, --wait\n"
+    )
 
     assert detect_nc_variant(help_text) is NcVariant.NCAT_SEND_ONLY
 
@@ -62,7 +64,9 @@ def test_real_nc_results_are_classified(recorded, key, reason):
     ncat's OpenSSL noise on stderr included."""
     sample = recorded[key]
 
-    got, detail = parse_nc_output(sample["stdout"], sample["stderr"], sample["exit_code"])
+    got, detail = parse_nc_output(
+        sample["stdout"], sample["stderr"], sample["exit_code"]
+    )
 
     assert got is reason
     assert detail
@@ -92,8 +96,10 @@ def test_case_nw009_ncat_rejecting_z_is_a_usage_error():
     [
         (NcVariant.OPENBSD, ["nc", "-n", "-v", "-z", "-w", "2", "10.0.0.2", "80"]),
         (NcVariant.NCAT, ["nc", "-n", "-v", "-z", "-w", "2", "10.0.0.2", "80"]),
-        (NcVariant.NCAT_SEND_ONLY,
-         ["nc", "-n", "-v", "--send-only", "-w", "2", "10.0.0.2", "80"]),
+        (
+            NcVariant.NCAT_SEND_ONLY,
+            ["nc", "-n", "-v", "--send-only", "-w", "2", "10.0.0.2", "80"],
+        ),
         (NcVariant.BUSYBOX, ["nc", "-w", "2", "10.0.0.2", "80", "-e", "sh", "-c", ":"]),
         (NcVariant.GENERIC_Z, ["nc", "-v", "-z", "-w", "2", "10.0.0.2", "80"]),
     ],
