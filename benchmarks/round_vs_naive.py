@@ -118,7 +118,7 @@ def main() -> None:
         for network in networks:
             docker("network", "rm", network)
 
-    print(f"containers: {len(names)}   ordered pairs: {pairs} (netwatch measured {measured})")
+    print(f"containers: {len(names)}  pairs: {pairs} (netwatch measured {measured})")
     print(f"{'method':<44}{'seconds':>10}{'pairs/s':>10}")
     for label, seconds in (
         ("naive: docker exec ping -c 1 per pair", naive),
