@@ -252,6 +252,18 @@ class ReachabilityMatrix:
         by_dst: dict[str, list[ProbeResult]] = {}
         for result in results:
             by_dst.setdefault(result.dst, []).append(result)
+            log.debug(
+                "probe.result",
+                src=self._name(src),
+                dst=self._name(result.dst),
+                probe=str(probe),
+                target=result.target,
+                outcome=str(result.outcome),
+                reason=str(result.reason) if result.reason else None,
+                sent=result.sent,
+                received=result.received,
+                connect_s=result.connect_s,
+            )
 
         for dst, pair_results in by_dst.items():
             record = self._records.get((src, dst))
