@@ -20,7 +20,7 @@ import structlog
 
 from netwatch import __version__
 from netwatch.config import Config, load_config
-from netwatch.errors import ConfigError, DockerError
+from netwatch.errors import ConfigError, DockerError, ListenError
 from netwatch.logs import configure_logging
 
 EXIT_OK = 0
@@ -136,7 +136,11 @@ def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
 async def _run_daemon(config: Config) -> int:
     from netwatch.daemon import Daemon
 
-    await Daemon(config).run()
+    try:
+        await Daemon(config).run()
+    except ListenError as exc:
+        print(f"netwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -171,11 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     overrides = _overrides(args)
-    if args.command == "matrix" and args.log_level is None:
-        # Keep a one-shot's terminal for the matrix unless asked otherwise.
-        overrides.setdefault("log", {})["level"] = "warning"
+    # A one-shot keeps the terminal for the matrix unless told otherwise:
+    # warning is its default, below the file, environment and flags.
+    defaults = {"log": {"level": "warning"}} if args.command == "matrix" else None
     try:
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, overrides, defaults=defaults)
     except ConfigError as exc:
         print("netwatch: invalid configuration:", file=sys.stderr)
         for problem in exc.problems:

@@ -9,6 +9,7 @@ with the dotted name of its key.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -29,8 +30,10 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from netwatch.errors import ConfigError
@@ -69,6 +72,25 @@ def parse_duration(value: object) -> object:
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
+def parse_label_selector(value: object) -> object:
+    """Reads labels to match: a mapping, JSON, or `key=value,key=value`."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from exc
+    selector: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, label_value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{shorten(item)} is not key=value")
+        selector[key.strip()] = label_value.strip()
+    return selector
+
+
 def ping_deadline(count: int, spacing: float, reply_timeout: float) -> int:
     """Whole seconds for `count` echoes `spacing` apart and the last wait."""
     return math.ceil((count - 1) * spacing + reply_timeout)
@@ -95,7 +117,9 @@ class DiscoverySettings(Section):
         description="Monitor only containers labelled netwatch.enable=true.",
     )
     include_self: bool = False
-    match_labels: dict[str, str] = Field(
+    match_labels: Annotated[
+        dict[str, str], NoDecode, BeforeValidator(parse_label_selector)
+    ] = Field(
         default_factory=dict,
         description="Monitor only containers carrying all these labels "
         "(for example one Compose project).",
@@ -319,10 +343,13 @@ def _describe(error: Mapping[str, Any]) -> str:
 def load_config(
     path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Config:
     """Combines defaults, the file, the environment and `overrides` (flags).
 
-    `overrides` is nested like the file (`{"http": {"listen": ":9999"}}`).
+    `overrides` is nested like the file (`{"http": {"listen": ":9999"}}`);
+    `defaults`, nested the same way, replace built-in defaults for one command.
     Raises ConfigError naming every faulty key.
     """
     check_environment(os.environ)
@@ -338,11 +365,19 @@ def load_config(
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _FileSource(settings_cls, file_values))
+            return (
+                init_settings,
+                env_settings,
+                _FileSource(settings_cls, file_values),
+                _FileSource(settings_cls, dict(defaults or {})),
+            )
 
     try:
         layered = _Layered(**dict(overrides or {}))
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+    except SettingsError as exc:
+        # pydantic-settings could not decode a NETWATCH_* variable.
+        raise ConfigError([f"environment: {exc}"]) from exc
 
     return Config.model_validate(layered.model_dump())

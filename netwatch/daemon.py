@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from netwatch.config import Config
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
+from netwatch.errors import ListenError
 from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import plan_pairs
@@ -72,9 +73,16 @@ class Daemon:
         config = self.config
         host, port = config.http.host_and_port
         app = build_app(WebSources(self.matrix.snapshot, self.ready, self.registry))
-        runner = await start_server(app, host, port)
+        try:
+            runner = await start_server(app, host, port)
+        except OSError as exc:
+            raise ListenError(
+                f"cannot listen on {config.http.listen}: {exc.strerror or exc}; "
+                "choose another address with --listen or http.listen"
+            ) from exc
         self.port = bound_port(runner)
-        log.info("daemon.listening", address=f"{host or '*'}:{self.port}")
+        shown_host = f"[{host}]" if host and ":" in host else (host or "*")
+        log.info("daemon.listening", address=f"{shown_host}:{self.port}")
         try:
             async with DockerClient(
                 config.docker.host,

@@ -161,7 +161,8 @@ class Discovery:
                     fresh[container_id] = container_from_inspect(
                         inspect, self._networks
                     )
-            changed = fresh != self._all
+            # The first listing is news even when it finds nothing.
+            changed = fresh != self._all or not self.synced.is_set()
             self._all = fresh
         self._mark_engine(up=True)
         self.synced.set()

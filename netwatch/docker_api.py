@@ -221,44 +221,49 @@ class DockerClient:
         stderr = bytearray()
         truncated = False
         timed_out = False
-        execution = None
 
         with _translated(container_id):
-            try:
-                async with (
-                    asyncio.timeout(deadline_s),
-                    contextlib.AsyncExitStack() as stack,
-                ):
-                    container = self._api.containers.container(container_id)
-                    async with self._exec_starts:
-                        execution = await container.exec(
-                            argv,
-                            stdout=True,
-                            stderr=True,
-                            tty=False,
-                            environment={"LC_ALL": "C", "LANG": "C"},
-                        )
-                        # aiodocker's Stream is an async context manager whose
-                        # __aexit__ annotations are narrower than typeshed's.
-                        stream: Stream = await stack.enter_async_context(
-                            execution.start(detach=False)  # type: ignore[arg-type]
-                        )
-                    while (message := await stream.read_out()) is not None:
-                        room = output_cap - len(stdout) - len(stderr)
-                        if len(message.data) > room:
-                            truncated = True
-                        sink = stderr if message.stream == 2 else stdout
-                        sink += message.data[: max(room, 0)]
-                        if truncated:
-                            break
-                        if done_marker and stdout.endswith(done_marker):
-                            break
-            except TimeoutError:
-                timed_out = True
+            async with contextlib.AsyncExitStack() as stack:
+                container = self._api.containers.container(container_id)
+                # Waiting for a start slot is not the tool's time: the deadline
+                # counts from the moment the command runs.
+                async with self._exec_starts:
+                    try:
+                        async with asyncio.timeout(self._request_timeout):
+                            execution = await container.exec(
+                                argv,
+                                stdout=True,
+                                stderr=True,
+                                tty=False,
+                                environment={"LC_ALL": "C", "LANG": "C"},
+                            )
+                            # aiodocker's Stream is an async context manager
+                            # whose __aexit__ annotations are narrower than
+                            # typeshed's.
+                            stream: Stream = await stack.enter_async_context(
+                                execution.start(detach=False)  # type: ignore[arg-type]
+                            )
+                    except TimeoutError as exc:
+                        raise DockerError(
+                            f"the engine took over {self._request_timeout:g}s "
+                            "to start an exec"
+                        ) from exc
+                try:
+                    async with asyncio.timeout(deadline_s):
+                        while (message := await stream.read_out()) is not None:
+                            room = output_cap - len(stdout) - len(stderr)
+                            if len(message.data) > room:
+                                truncated = True
+                            sink = stderr if message.stream == 2 else stdout
+                            sink += message.data[: max(room, 0)]
+                            if truncated:
+                                break
+                            if done_marker and stdout.endswith(done_marker):
+                                break
+                except TimeoutError:
+                    timed_out = True
 
-            exit_code, running, pid = None, timed_out, 0
-            if execution is not None:
-                exit_code, running, pid = await self._exit_status(execution)
+            exit_code, running, pid = await self._exit_status(execution)
 
         return ExecOutput(
             stdout=bytes(stdout),

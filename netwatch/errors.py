@@ -2,6 +2,7 @@
 
     NetwatchError
     ├── ConfigError            the configuration cannot be used (exit code 2)
+    ├── ListenError            the HTTP address cannot be bound
     └── DockerError            something went wrong talking to the engine
         ├── EngineUnavailableError   the engine does not answer at all
         ├── ContainerGoneError       the container no longer exists
@@ -28,6 +29,10 @@ class ConfigError(NetwatchError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+class ListenError(NetwatchError):
+    """The HTTP server cannot listen where it was told to."""
 
 
 class DockerError(NetwatchError):

@@ -232,13 +232,21 @@ class ReachabilityMatrix:
             if record is None:
                 record = _PairRecord(planned, now, self._settings.loss_window)
             elif record.plan != planned:
-                targets_changed = record.plan.targets != planned.targets
+                remeasure = (
+                    record.plan.targets != planned.targets
+                    or record.plan.expected_reachable != planned.expected_reachable
+                )
                 record.plan = planned
-                if targets_changed:
-                    # Old results measured other addresses: start the window again.
+                probes = record.view.probes
+                if remeasure:
+                    # Old results answer another question (other addresses, or
+                    # another topology): judge nothing until measured again.
                     for window in record.windows.values():
                         window.clear()
-                self._judge(record, record.view.probes, now)
+                    probes = {
+                        kind: _remeasuring(view, now) for kind, view in probes.items()
+                    }
+                self._judge(record, probes, now)
             records[key] = record
         self._records = records
         self._snapshot = None
@@ -384,6 +392,25 @@ class ReachabilityMatrix:
     def _name(self, container_id: str) -> str:
         info = self._containers.get(container_id)
         return info.name if info else container_id[:12]
+
+
+def _remeasuring(view: ProbeView, now: float) -> ProbeView:
+    """A probe's view emptied of measurements, keeping its counters."""
+    return replace(
+        view,
+        state=PairState.UNKNOWN,
+        since=now,
+        changes=view.changes + (view.state is not PairState.UNKNOWN),
+        results=(),
+        reason=None,
+        detail="measuring again after a topology change",
+        loss_ratio=None,
+        window_sent=0,
+        window_received=0,
+        rtt_min_s=None,
+        rtt_avg_s=None,
+        rtt_max_s=None,
+    )
 
 
 def _first_reason(probes: Mapping[ProbeKind, ProbeView]) -> str | None:

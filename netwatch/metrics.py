@@ -201,7 +201,9 @@ class MatrixCollector(Collector):
                 )
             changes.add_metric(labels, float(pair.changes))
             for probe, view in pair.probes.items():
-                if view.state in (PairState.REACHABLE, PairState.DEGRADED):
+                if pair.hold is not None:
+                    pass  # paused: the last measurement no longer holds
+                elif view.state in (PairState.REACHABLE, PairState.DEGRADED):
                     reachable.add_metric([*labels, probe.value], 1.0)
                 elif view.state is PairState.UNREACHABLE:
                     reachable.add_metric([*labels, probe.value], 0.0)

@@ -146,7 +146,8 @@ _RED, _YELLOW, _DIM, _RESET = "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m"
 
 LEGEND = (
     "reach: reachable   lossy: reachable with loss   unreach: unreachable\n"
-    "unmeas: could not measure   n/a: nothing to address   "
+    "unmeas: could not measure   held: a container is paused   "
+    "n/a: nothing to address\n"
     "! marks a cell that contradicts the expectation"
 )
 
@@ -172,7 +173,8 @@ def render_table(snapshot: MatrixSnapshot, *, color: bool = False) -> str:
     containers = sorted(snapshot.containers.values(), key=lambda c: c.name)
     if not containers:
         return "no containers to monitor\n"
-    width = max(8, len(str(len(containers))) + 1)
+    # Room for the longest cell ("!unreach") and a space before it.
+    width = max(9, len(str(len(containers))) + 2)
     name_width = min(28, max(len(c.name) for c in containers))
 
     def fit(name: str) -> str:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.integration.conftest import Lab, docker, wait_for
+from tests.integration.conftest import Lab, docker, netwatch_env, run_netwatch, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -215,3 +215,50 @@ def test_sigterm_stops_quickly_and_leaves_no_exec_behind(lab, start_daemon):
             line for line in processes.splitlines()[1:] if "nc -lk" not in line
         ]
         assert leftovers == [], (container, leftovers)
+
+
+def test_an_engine_with_nothing_to_watch_is_ready_at_once(lab, start_daemon):
+    """With no container to monitor, the first (empty) round completes and
+    /-/ready answers 200 within seconds, not at the first engine event."""
+    daemon = start_daemon()
+
+    daemon.wait_ready(timeout=10)
+
+    assert daemon.matrix()["summary"]["pairs"] == 0
+
+
+def test_topology_changes_are_never_judged_on_stale_results(lab, start_daemon):
+    """Right after a disconnect or a reconnect, web/api is re-measured: its
+    verdict is never a false 'unexpected' or 'broken', and the loss of the
+    isolated spell does not follow it back as 'degraded'."""
+    web, api, _ = three_tier(lab)
+    daemon = start_daemon()
+    daemon.wait_ready()
+    seen: list[tuple[bool, str, str]] = []
+
+    def settles(expected: bool) -> bool:
+        pair = daemon.pair(web, api)
+        seen.append((pair["expected_reachable"], pair["state"], pair["verdict"]))
+        return pair["expected_reachable"] is expected and pair["verdict"] == "ok"
+
+    docker("network", "disconnect", lab.name("backend"), web)
+    wait_for(lambda: settles(False), 15, "web/api to settle isolated", interval=0.1)
+    docker("network", "connect", lab.name("backend"), web)
+    wait_for(lambda: settles(True), 15, "web/api to settle reachable", interval=0.1)
+
+    assert {verdict for _, _, verdict in seen} <= {"ok", "unmeasured"}, seen
+    ping = daemon.pair(web, api)["probes"]["ping"]
+    assert ping["state"] == "reachable"
+    assert ping["loss_ratio"] == 0.0
+
+
+def test_a_taken_port_is_a_clear_error(lab, start_daemon):
+    """A second daemon on a port already in use exits 2 with a message."""
+    daemon = start_daemon()
+    env = netwatch_env(lab, {"NETWATCH_HTTP__LISTEN": f"127.0.0.1:{daemon.port}"})
+
+    done = run_netwatch("run", env=env, timeout=30)
+
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -401,8 +401,9 @@ def test_set_plan_drops_gone_pairs_and_adds_new_ones():
     assert pairs[("a", "c")].state is UNKNOWN
 
 
-def test_set_plan_rejudges_a_changed_expectation_at_once():
-    """A pair now expected isolated but reached turns unexpected without a new run."""
+def test_changed_expectation_is_measured_again_before_it_is_judged():
+    """A pair whose expectation changes is not judged on results that answered
+    the old question: it is unmeasured until the next run, then judged."""
     clock = FakeClock(1000.0)
     matrix = matrix_with(planned(expected=True), clock=clock)
     clock.now = 1010.0
@@ -410,12 +411,19 @@ def test_set_plan_rejudges_a_changed_expectation_at_once():
 
     clock.now = 1020.0
     matrix.set_plan(plan_of(planned(expected=False)), {})
+    between = matrix.snapshot().pairs[("a", "b")]
+    clock.now = 1030.0
+    matrix.record("a", ProbeKind.PING, [ping()])
+    after = matrix.snapshot().pairs[("a", "b")]
 
-    view = matrix.snapshot().pairs[("a", "b")]
-    assert view.expected_reachable is False
-    assert view.basis == "no shared network"
-    assert view.verdict is Verdict.UNEXPECTED
-    assert (view.since, view.changes) == (1020.0, 2)
+    assert between.expected_reachable is False
+    assert between.basis == "no shared network"
+    assert between.verdict is Verdict.UNMEASURED
+    assert between.probes[ProbeKind.PING].state is PairState.UNKNOWN
+    assert between.probes[ProbeKind.PING].window_sent == 0
+    assert between.probes[ProbeKind.PING].result_counts[Outcome.OK] == 1
+    assert after.verdict is Verdict.UNEXPECTED
+    assert (after.since, after.changes) == (1030.0, 3)
 
 
 def test_held_pair_is_unmeasured_whatever_it_last_saw():
