@@ -117,6 +117,8 @@ class PairView:
     changes: int
     hold: str | None
     probes: Mapping[ProbeKind, ProbeView]
+    # Policy ports measured against their demand, when they disagree.
+    port_findings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,39 @@ def verdict_for(expected_reachable: bool, state: PairState) -> Verdict:
     if reached == expected_reachable:
         return Verdict.OK
     return Verdict.BROKEN if expected_reachable else Verdict.UNEXPECTED
+
+
+def port_findings(
+    expectations: Mapping[int, bool], tcp: ProbeView | None
+) -> tuple[str, ...]:
+    """Ports measured against what the policy demands of them."""
+    if not expectations or tcp is None:
+        return ()
+    findings = []
+    for result in tcp.results:
+        want = expectations.get(result.port or 0)
+        if want is None or result.outcome is Outcome.UNMEASURED:
+            continue
+        is_open = result.outcome is Outcome.OK
+        if want and not is_open:
+            findings.append(
+                f"port {result.port} must be open, measured {result.reason}"
+            )
+        elif is_open and not want:
+            findings.append(f"port {result.port} must be closed, measured open")
+    return tuple(findings)
+
+
+def combined_verdict(pair_verdict: Verdict, findings: Sequence[str]) -> Verdict:
+    """An open port that must be closed is unexpected; a closed port that
+    must be open is broken; either outweighs the pair's own verdict."""
+    if any("must be closed" in finding for finding in findings):
+        return Verdict.UNEXPECTED
+    if pair_verdict is Verdict.UNEXPECTED:
+        return pair_verdict
+    if findings:
+        return Verdict.BROKEN
+    return pair_verdict
 
 
 class _PairRecord:
@@ -356,17 +391,24 @@ class ReachabilityMatrix:
     ) -> None:
         planned = record.plan
         old = record.view
+        findings: tuple[str, ...] = ()
         if planned.hold is not None:
             state = PairState.UNKNOWN
         else:
             state = overall_state(view.state for view in probes.values())
-        verdict = verdict_for(planned.expected_reachable, state)
+            findings = port_findings(
+                dict(planned.port_expectations), probes.get(ProbeKind.TCP)
+            )
+        verdict = combined_verdict(
+            verdict_for(planned.expected_reachable, state), findings
+        )
         changed = (state, verdict) != (old.state, old.verdict)
         record.view = replace(
             old,
             expected_reachable=planned.expected_reachable,
             basis=planned.basis,
             hold=planned.hold,
+            port_findings=findings,
             state=state,
             verdict=verdict,
             since=now if changed else old.since,
@@ -387,6 +429,7 @@ class ReachabilityMatrix:
                 previous_verdict=str(old.verdict),
                 expected_reachable=planned.expected_reachable,
                 reason=_first_reason(probes),
+                findings=list(findings) or None,
             )
 
     def _name(self, container_id: str) -> str:

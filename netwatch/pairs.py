@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+from netwatch.policy import Policy
 
 PairKey = tuple[str, str]
 
@@ -50,6 +51,8 @@ class PlannedPair:
     ports: tuple[int, ...]
     # Set when the pair exists but cannot be probed now (a paused container).
     hold: str | None = None
+    # From a policy: ports that must be open (True) or closed (False).
+    port_expectations: tuple[tuple[int, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,14 @@ def plan_pairs(
     *,
     max_ports: int,
     every: Iterable[ContainerInfo] = (),
+    policy: Policy | None = None,
 ) -> PairPlan:
     """Plans every ordered pair of `containers` (the monitored ones).
 
     `every` lists all running containers, monitored or not: a `container:X`
-    guest has X's networks even when X itself is not monitored.
+    guest has X's networks even when X itself is not monitored. A `policy`
+    overrides the topology's expectation where it says something, and adds
+    the ports it names, with whether each must be open.
     """
     monitored = sorted(containers, key=lambda info: (info.name, info.id))
     refs = _references([*every, *monitored])
@@ -166,6 +172,17 @@ def plan_pairs(
                 continue
 
             expected, basis, targets = _expectation(stacks[src.id], dst_stack)
+            ports = dst.probe_ports
+            port_expectations: tuple[tuple[int, bool], ...] = ()
+            if policy is not None:
+                decision = policy.decide(src, dst)
+                if decision.expected_reachable is not None:
+                    expected = decision.expected_reachable
+                    basis = f"{decision.basis} (topology: {basis})"
+                port_expectations = tuple(sorted(decision.ports.items()))
+                # Ports the policy speaks of come first: they are never cut.
+                named = tuple(port for port, _ in port_expectations)
+                ports = named + tuple(p for p in ports if p not in named)
             hold = None
             if src.paused:
                 hold = "source is paused"
@@ -177,8 +194,9 @@ def plan_pairs(
                 expected_reachable=expected,
                 basis=basis,
                 targets=targets,
-                ports=dst.probe_ports[:max_ports],
+                ports=ports[: max(max_ports, len(port_expectations))],
                 hold=hold,
+                port_expectations=port_expectations,
             )
 
     by_source: dict[str, list[PlannedPair]] = {}

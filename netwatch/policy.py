@@ -1,0 +1,259 @@
+"""The expectation policy: a written design that overrides the topology.
+
+A policy file names groups of containers and says which groups may reach
+which, and on which ports:
+
+    groups:
+      web: {services: [web]}            # Compose service names (globs)
+      api: {names: ["shop-api-*"]}      # container names (globs)
+      db:  {labels: {tier: db}}         # labels (value globs), all must match
+    rules:                              # first match wins, like a firewall
+      - allow: {from: api, to: db, ports: [5432]}
+      - deny:  {from: "*", to: db}      # db: from api on 5432, nothing else
+      - allow: {from: web, to: api}
+    default: topology                   # for pairs no rule names: topology,
+                                        # allow or deny
+
+How a pair (src, dst) is judged:
+- reachability: the first rule naming src and dst decides (allow: reachable,
+  deny: isolated), except a deny that lists ports, which only closes those
+  ports; with no such rule, `default` decides;
+- a port p of dst: the first rule naming src and dst and covering p (no
+  `ports`, or p among them) decides: allow with ports means p must be open,
+  deny means p must be closed; an allow without ports asserts nothing about
+  single ports. Ports named by a rule are probed even when dst does not
+  expose them.
+
+Pure: loading (with errors that name the line) and deciding.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from netwatch.containers import ContainerInfo
+from netwatch.errors import ConfigError
+from netwatch.validation import shorten
+from netwatch.yamlfile import KeyPath, line_of, read_yaml
+
+ANY = "*"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class GroupSpec(_Strict):
+    """Who belongs: any name or service glob, and every label given."""
+
+    names: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> GroupSpec:
+        if not (self.names or self.services or self.labels):
+            raise ValueError("a group needs names, services or labels")
+        return self
+
+    def matches(self, info: ContainerInfo) -> bool:
+        if self.labels and not all(
+            key in info.labels and fnmatch.fnmatchcase(info.labels[key], pattern)
+            for key, pattern in self.labels.items()
+        ):
+            return False
+        if not (self.names or self.services):
+            return True
+        service = info.compose_service or ""
+        return any(fnmatch.fnmatchcase(info.name, p) for p in self.names) or any(
+            fnmatch.fnmatchcase(service, p) for p in self.services
+        )
+
+
+class EdgeSpec(_Strict):
+    sources: tuple[str, ...] = Field(alias="from")
+    destinations: tuple[str, ...] = Field(alias="to")
+    ports: tuple[int, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {
+                key: [value]
+                if key in ("from", "to") and isinstance(value, str)
+                else value
+                for key, value in data.items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _ports_in_range(self) -> EdgeSpec:
+        for port in self.ports:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is out of range 1-65535")
+        return self
+
+
+class RuleSpec(_Strict):
+    allow: EdgeSpec | None = None
+    deny: EdgeSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RuleSpec:
+        if (self.allow is None) == (self.deny is None):
+            raise ValueError("a rule is either `allow: {...}` or `deny: {...}`")
+        return self
+
+    @property
+    def edge(self) -> EdgeSpec:
+        edge = self.allow or self.deny
+        assert edge is not None
+        return edge
+
+
+class PolicySpec(_Strict):
+    groups: dict[str, GroupSpec] = Field(default_factory=dict)
+    rules: tuple[RuleSpec, ...] = ()
+    default: Literal["topology", "allow", "deny"] = "topology"
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    line: int | None
+    allow: bool
+    sources: tuple[str, ...]
+    destinations: tuple[str, ...]
+    ports: tuple[int, ...]
+
+    @property
+    def where(self) -> str:
+        return f"rule {self.index + 1}" + (f" (line {self.line})" if self.line else "")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says of one pair: None where it says nothing."""
+
+    expected_reachable: bool | None
+    basis: str | None
+    # Port -> must be open (True) or closed (False).
+    ports: Mapping[int, bool]
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    groups: Mapping[str, GroupSpec]
+    rules: tuple[Rule, ...]
+    default: str
+
+    def members(self, info: ContainerInfo) -> frozenset[str]:
+        return frozenset(
+            name for name, group in self.groups.items() if group.matches(info)
+        )
+
+    def decide(self, src: ContainerInfo, dst: ContainerInfo) -> Decision:
+        src_groups, dst_groups = self.members(src), self.members(dst)
+        naming = [
+            rule
+            for rule in self.rules
+            if _names(rule.sources, src_groups)
+            and _names(rule.destinations, dst_groups)
+        ]
+
+        expected: bool | None = None
+        basis: str | None = None
+        for rule in naming:
+            if rule.allow or not rule.ports:
+                expected = rule.allow
+                verb = "allows" if rule.allow else "denies"
+                basis = f"policy {rule.where} {verb}"
+                break
+        if expected is None and self.default != "topology":
+            expected = self.default == "allow"
+            basis = f"policy default {self.default}"
+
+        ports: dict[int, bool] = {}
+        for port in sorted(
+            {p for rule in naming for p in rule.ports} | set(dst.probe_ports)
+        ):
+            for rule in naming:
+                if rule.ports and port not in rule.ports:
+                    continue
+                if rule.ports or not rule.allow:
+                    ports[port] = rule.allow
+                break
+        return Decision(expected, basis, ports)
+
+
+def _names(patterns: tuple[str, ...], groups: frozenset[str]) -> bool:
+    return ANY in patterns or any(pattern in groups for pattern in patterns)
+
+
+def _problem(error: ErrorDetails, lines: dict[KeyPath, int], path: Path) -> str:
+    # pydantic names aliased fields (`from`) by alias: keys as written.
+    location: KeyPath = tuple(error["loc"])
+    line = line_of(lines, location)
+    key = ".".join(str(part) for part in location) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {key}: {message}"
+
+
+def load_policy(path: Path) -> Policy:
+    """Reads and checks a policy file; errors name the line and the problem."""
+    data, lines = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: a policy is a mapping with groups and rules"])
+    try:
+        spec = PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem(e, lines, path) for e in exc.errors()]) from exc
+
+    problems = []
+    for index, rule in enumerate(spec.rules):
+        for key in ("from", "to"):
+            names = rule.edge.sources if key == "from" else rule.edge.destinations
+            for name in names:
+                if name != ANY and name not in spec.groups:
+                    effect = "allow" if rule.allow else "deny"
+                    line = line_of(lines, ("rules", index, effect, key))
+                    known = ", ".join(spec.groups) or "none"
+                    problems.append(
+                        f"{path}:{line}: rules.{index}.{effect}.{key}: no group "
+                        f"named {shorten(name)} (groups: {known})"
+                    )
+    if ANY in spec.groups:
+        problems.append(
+            f"{path}:{line_of(lines, ('groups', ANY))}: groups: '*' means any container"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+    rules = tuple(
+        Rule(
+            index=index,
+            line=line_of(lines, ("rules", index)),
+            allow=rule.allow is not None,
+            sources=rule.edge.sources,
+            destinations=rule.edge.destinations,
+            ports=rule.edge.ports,
+        )
+        for index, rule in enumerate(spec.rules)
+    )
+    return Policy(
+        source=str(path), groups=spec.groups, rules=rules, default=spec.default
+    )
