@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -226,6 +227,117 @@ class LogSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+# Durations that may be zero ("fire at once").
+Wait = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+# A ratio, or a duration for latency thresholds ("100ms").
+Threshold = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class AlertRule(Section):
+    """One alerting rule: on or off, how long its condition must hold, and
+    its threshold where it has one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    enabled: bool = True
+    for_: Wait = Field(default=60.0, alias="for")
+    threshold: Threshold | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+# Each rule's defaults; a file or variable setting one key of a rule keeps
+# the others.
+RULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "packet_loss_warning": {"for": 60.0, "severity": "warning", "threshold": 0.05},
+    "packet_loss_critical": {"for": 30.0, "severity": "critical", "threshold": 0.5},
+    "broken_path": {"for": 30.0, "severity": "critical"},
+    "unexpected_reachability": {"for": 0.0, "severity": "critical"},
+    "high_latency": {"for": 60.0, "severity": "warning", "threshold": 0.1},
+    # threshold: intervals of the slowest probe without a full round
+    "stalled": {"for": 0.0, "severity": "critical", "threshold": 3.0},
+    "engine_unavailable": {"for": 30.0, "severity": "critical"},
+    # threshold: share of the pairs that could not be measured
+    "mostly_unmeasured": {"for": 120.0, "severity": "warning", "threshold": 0.5},
+}
+
+
+def _rule(name: str) -> Any:
+    return Field(default_factory=lambda: AlertRule.model_validate(RULE_DEFAULTS[name]))
+
+
+class AlertRules(Section):
+    packet_loss_warning: AlertRule = _rule("packet_loss_warning")
+    packet_loss_critical: AlertRule = _rule("packet_loss_critical")
+    broken_path: AlertRule = _rule("broken_path")
+    unexpected_reachability: AlertRule = _rule("unexpected_reachability")
+    high_latency: AlertRule = _rule("high_latency")
+    stalled: AlertRule = _rule("stalled")
+    engine_unavailable: AlertRule = _rule("engine_unavailable")
+    mostly_unmeasured: AlertRule = _rule("mostly_unmeasured")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, defaults in RULE_DEFAULTS.items():
+            given = filled.get(name)
+            if isinstance(given, dict):
+                filled[name] = {**defaults, **given}
+            elif isinstance(given, AlertRule):
+                filled[name] = {
+                    **defaults,
+                    **given.model_dump(by_alias=True, exclude_unset=True),
+                }
+        return filled
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> AlertRules:
+        for name in (
+            "packet_loss_warning",
+            "packet_loss_critical",
+            "mostly_unmeasured",
+        ):
+            threshold = getattr(self, name).threshold
+            if threshold is None or not 0 <= threshold <= 1:
+                raise ValueError(f"{name}.threshold must be a ratio from 0 to 1")
+        for name in ("high_latency", "stalled"):
+            if getattr(self, name).threshold in (None, 0):
+                raise ValueError(f"{name}.threshold must be above 0")
+        return self
+
+
+class WebhookSettings(Section):
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    timeout: Duration = 5.0
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class AlertmanagerSettings(Section):
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    timeout: Duration = 5.0
+    # Firing alerts are sent again this often; Alertmanager forgets alerts
+    # that are not, after their endsAt (4 intervals ahead).
+    resend_interval: Duration = 60.0
+
+
+class AlertSettings(Section):
+    enabled: bool = True
+    evaluation_interval: Duration = 5.0
+    rules: AlertRules = Field(default_factory=AlertRules)
+    # A firing alert resolves only once its condition stayed false this long.
+    resolve_after: Wait = 30.0
+    # Pairs of a container that just started, stopped, restarted, paused or
+    # unpaused raise no alert for this long.
+    grace_period: Wait = 60.0
+    max_notifications_per_minute: int = Field(default=60, ge=1)
+    # Where alerts link to (generatorURL); default http://HOSTNAME:PORT.
+    external_url: str | None = None
+    webhooks: tuple[WebhookSettings, ...] = ()
+    alertmanagers: tuple[AlertmanagerSettings, ...] = ()
+
+
 class Config(BaseSettings):
     """Everything netwatch can be told. Build it with `load_config`."""
 
@@ -242,6 +354,9 @@ class Config(BaseSettings):
     matrix: MatrixSettings = MatrixSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
+    alerts: AlertSettings = AlertSettings()
+    # An expectation policy file (see netwatch.policy); none: the topology.
+    policy: Path | None = None
 
 
 def split_listen_address(value: str) -> tuple[str | None, int]:
@@ -304,7 +419,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
     names: set[str] = set()
     for name, field in model.model_fields.items():
-        env_name = f"{prefix}{name}".upper()
+        env_name = f"{prefix}{field.alias or name}".upper()
         names.add(env_name)
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -380,4 +495,4 @@ def load_config(
         # pydantic-settings could not decode a NETWATCH_* variable.
         raise ConfigError([f"environment: {exc}"]) from exc
 
-    return Config.model_validate(layered.model_dump())
+    return Config.model_validate(layered.model_dump(by_alias=True))

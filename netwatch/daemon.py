@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 import structlog
 from prometheus_client import CollectorRegistry
 
+from netwatch.alerts.rules import Health
+from netwatch.alerts.service import AlertService, LifecycleClock, default_external_url
 from netwatch.config import Config
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
@@ -22,6 +25,7 @@ from netwatch.errors import ListenError
 from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import plan_pairs
+from netwatch.policy import Policy
 from netwatch.probes.exec_engine import ExecEngine
 from netwatch.probes.outcome import ProbeKind
 from netwatch.scheduler import Scheduler
@@ -37,8 +41,12 @@ _DRAIN_TIMEOUT_S = 6.0
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, policy: Policy | None = None) -> None:
         self.config = config
+        self.policy = policy
+        self.started_at = time.time()
+        self.lifecycle = LifecycleClock()
+        self.alerts: AlertService | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
         self.matrix = ReachabilityMatrix(config.matrix)
@@ -62,6 +70,20 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    def _alert_documents(self) -> list[dict[str, object]]:
+        return self.alerts.documents() if self.alerts is not None else []
+
+    def _health(self) -> Health:
+        scheduler = self._scheduler
+        return Health(
+            now=time.time(),
+            engine_up=self._discovery is not None
+            and self._discovery.engine_up is not False,
+            engine_down_since=None,
+            last_round=scheduler.last_rounds() if scheduler is not None else {},
+            started_at=self.started_at,
+        )
+
     async def run(self) -> None:
         """Runs until `stop()` or SIGTERM/SIGINT."""
         loop = asyncio.get_running_loop()
@@ -72,7 +94,11 @@ class Daemon:
 
         config = self.config
         host, port = config.http.host_and_port
-        app = build_app(WebSources(self.matrix.snapshot, self.ready, self.registry))
+        app = build_app(
+            WebSources(
+                self.matrix.snapshot, self.ready, self.registry, self._alert_documents
+            )
+        )
         try:
             runner = await start_server(app, host, port)
         except OSError as exc:
@@ -83,6 +109,16 @@ class Daemon:
         self.port = bound_port(runner)
         shown_host = f"[{host}]" if host and ":" in host else (host or "*")
         log.info("daemon.listening", address=f"{shown_host}:{self.port}")
+        if config.alerts.enabled:
+            self.alerts = AlertService(
+                config.alerts,
+                snapshot=self.matrix.snapshot,
+                health=self._health,
+                lifecycle=self.lifecycle,
+                metrics=self.metrics,
+                external_url=config.alerts.external_url
+                or default_external_url(self.port),
+            )
         try:
             async with DockerClient(
                 config.docker.host,
@@ -132,6 +168,8 @@ class Daemon:
                 tasks.create_task(self._scheduler.run()),
                 tasks.create_task(self._replan()),
             ]
+            if self.alerts is not None:
+                workers.append(tasks.create_task(self.alerts.run()))
             self.started.set()
             await self._stop.wait()
             log.info("daemon.stopping")
@@ -152,7 +190,9 @@ class Daemon:
                 monitored.values(),
                 max_ports=self.config.probes.tcp.max_ports,
                 every=self._discovery.containers.values(),
+                policy=self.policy,
             )
+            self.lifecycle.observe(monitored, time.time())
             self.matrix.set_plan(plan, monitored)
             self._scheduler.update(plan, monitored)
             counts = (len(monitored), plan.count)

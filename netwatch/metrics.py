@@ -115,6 +115,23 @@ class SelfMetrics:
             "1 once the first full round completed.",
             registry=registry,
         )
+        self.alerts = Gauge(
+            "netwatch_alerts",
+            "Alerts of netwatch's own alert engine, by state.",
+            ["state"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "netwatch_alert_notifications",
+            "Alert notifications by notifier and result.",
+            ["notifier", "result"],
+            registry=registry,
+        )
+        self.notifications_held = Counter(
+            "netwatch_alert_notifications_held",
+            "Notifications held back by the per-minute budget.",
+            registry=registry,
+        )
 
 
 def _pair_labels(snapshot: MatrixSnapshot, pair: PairView) -> list[str]:

@@ -145,6 +145,7 @@ class _RoundTracker:
     interval: float
     rounds: dict[int, _Round] = field(default_factory=dict)
     completed: int = 0
+    last_completed_at: float | None = None
 
 
 class Scheduler:
@@ -189,6 +190,13 @@ class Scheduler:
 
     def rounds_completed(self, kind: ProbeKind) -> int:
         return self._trackers[kind].completed
+
+    def last_rounds(self) -> dict[ProbeKind, tuple[float, float | None]]:
+        """Per kind: its interval, and when its last full round completed."""
+        return {
+            kind: (tracker.interval, tracker.last_completed_at)
+            for kind, tracker in self._trackers.items()
+        }
 
     def all_kinds_completed_a_round(self) -> bool:
         return all(tracker.completed > 0 for tracker in self._trackers.values())
@@ -283,6 +291,7 @@ class Scheduler:
             return
         del tracker.rounds[index]
         tracker.completed += 1
+        tracker.last_completed_at = time.time()
         kind = tracker.kind.value
         self._metrics.rounds.labels(probe=kind).inc()
         self._metrics.round_duration.labels(probe=kind).observe(

@@ -25,6 +25,7 @@ _INDEX = """<!doctype html>
 <ul>
 <li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
 <li><a href="/api/v1/matrix">/api/v1/matrix</a>: the reachability matrix as JSON</li>
+<li><a href="/api/v1/alerts">/api/v1/alerts</a>: active alerts</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
 </ul></body></html>
 """
@@ -37,6 +38,7 @@ class WebSources:
     snapshot: Callable[[], MatrixSnapshot]
     ready: Callable[[], bool]
     self_registry: CollectorRegistry
+    alerts: Callable[[], list[dict[str, object]]] = list
 
 
 def render_metrics(snapshot: MatrixSnapshot, self_registry: CollectorRegistry) -> bytes:
@@ -54,6 +56,12 @@ def build_app(sources: WebSources) -> web.Application:
 
     async def matrix(_: web.Request) -> web.Response:
         body = snapshot_to_dict(sources.snapshot(), ready=sources.ready())
+        return web.json_response(
+            body, dumps=lambda data: json.dumps(data, ensure_ascii=False)
+        )
+
+    async def alerts(_: web.Request) -> web.Response:
+        body = {"alerts": sources.alerts()}
         return web.json_response(
             body, dumps=lambda data: json.dumps(data, ensure_ascii=False)
         )
@@ -76,6 +84,7 @@ def build_app(sources: WebSources) -> web.Application:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/matrix", matrix)
+    app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/", index)

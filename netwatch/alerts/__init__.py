@@ -1,0 +1,1 @@
+"""Alerts: conditions over the matrix, their lifecycle, and notifiers."""

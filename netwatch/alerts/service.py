@@ -1,0 +1,185 @@
+"""The alert service inside the daemon: evaluates the rules on a timer and
+hands what fired or resolved to the notifiers, within a global budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+import aiohttp
+import structlog
+
+from netwatch.alerts.lifecycle import Alert, AlertBook, AlertState, Transition
+from netwatch.alerts.notifiers import (
+    AlertmanagerNotifier,
+    LogNotifier,
+    Notifier,
+    WebhookNotifier,
+    alert_document,
+)
+from netwatch.alerts.rules import Condition, Health, active_conditions
+from netwatch.config import AlertSettings
+from netwatch.containers import ContainerInfo
+from netwatch.matrix import MatrixSnapshot
+from netwatch.metrics import SelfMetrics
+
+log = structlog.get_logger("netwatch.alerts")
+
+_BUDGET_WINDOW_S = 60.0
+
+
+class NotificationBudget:
+    """At most `per_minute` notifications in any sliding minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._sent: deque[float] = deque()
+
+    def allow(self, now: float) -> bool:
+        while self._sent and now - self._sent[0] >= _BUDGET_WINDOW_S:
+            self._sent.popleft()
+        if len(self._sent) >= self._per_minute:
+            return False
+        self._sent.append(now)
+        return True
+
+
+class LifecycleClock:
+    """When each container last started, stopped, restarted, paused or
+    unpaused, learned by comparing successive inventories."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, ContainerInfo] = {}
+        self._changed_at: dict[str, float] = {}
+
+    def observe(self, containers: Mapping[str, ContainerInfo], now: float) -> None:
+        for container_id, info in containers.items():
+            before = self._known.get(container_id)
+            if (
+                before is None
+                or before.started_at != info.started_at
+                or before.paused != info.paused
+            ):
+                self._changed_at[container_id] = now
+        for container_id in set(self._known) - set(containers):
+            self._changed_at[container_id] = now
+        self._known = dict(containers)
+
+    def changed_at(self, container_id: str) -> float | None:
+        return self._changed_at.get(container_id)
+
+
+def default_external_url(port: int | None) -> str:
+    return f"http://{socket.gethostname()}:{port or 0}"
+
+
+class AlertService:
+    def __init__(
+        self,
+        settings: AlertSettings,
+        *,
+        snapshot: Callable[[], MatrixSnapshot],
+        health: Callable[[], Health],
+        lifecycle: LifecycleClock,
+        metrics: SelfMetrics,
+        external_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._snapshot = snapshot
+        self._health = health
+        self._lifecycle = lifecycle
+        self._metrics = metrics
+        self._clock = clock
+        self._book = AlertBook(settings)
+        self._budget = NotificationBudget(settings.max_notifications_per_minute)
+        self._held_since_report = 0
+        self._generator_url = external_url.rstrip("/") + "/api/v1/alerts"
+        self._session: aiohttp.ClientSession | None = None
+        self.notifiers: list[Notifier] = [LogNotifier()]
+        for webhook in settings.webhooks:
+            self.notifiers.append(
+                WebhookNotifier(webhook, self._http, metrics, self._generator_url)
+            )
+        for alertmanager in settings.alertmanagers:
+            self.notifiers.append(
+                AlertmanagerNotifier(
+                    alertmanager, self._http, metrics, self._generator_url, clock
+                )
+            )
+
+    def active(self) -> list[Alert]:
+        return self._book.active()
+
+    def documents(self) -> list[dict[str, object]]:
+        return [alert_document(alert, self._generator_url) for alert in self.active()]
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    def _in_grace(self, condition: Condition) -> bool:
+        now = self._clock()
+        for container_id in condition.containers:
+            changed = self._lifecycle.changed_at(container_id)
+            if changed is not None and now - changed < self._settings.grace_period:
+                return True
+        return False
+
+    def evaluate(self) -> list[Transition]:
+        """One evaluation: conditions now, the lifecycle moved, news sent."""
+        now = self._clock()
+        conditions = active_conditions(
+            self._snapshot(), self._health(), self._settings.rules
+        )
+        transitions = self._book.update(conditions, now, self._in_grace)
+        active = self._book.active()
+        for state in (AlertState.PENDING, AlertState.FIRING):
+            self._metrics.alerts.labels(state=state.value).set(
+                sum(1 for alert in active if alert.state is state)
+            )
+
+        allowed = [t for t in transitions if self._budget.allow(now)]
+        held = len(transitions) - len(allowed)
+        if held:
+            self._metrics.notifications_held.inc(held)
+            self._held_since_report += held
+        for notifier in self.notifiers:
+            notifier.submit(allowed, active)
+        return transitions
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for notifier in self.notifiers:
+                    tasks.create_task(notifier.run())
+                tasks.create_task(self._evaluate_periodically())
+        finally:
+            if self._session is not None:
+                await self._session.close()
+
+    async def _evaluate_periodically(self) -> None:
+        last_report = self._clock()
+        while True:
+            await asyncio.sleep(self._settings.evaluation_interval)
+            try:
+                self.evaluate()
+            except Exception:
+                log.exception("alert.evaluation_failed")
+                self._metrics.errors.labels(kind="alert_evaluation").inc()
+            if (
+                self._held_since_report
+                and self._clock() - last_report >= _BUDGET_WINDOW_S
+            ):
+                log.warning(
+                    "alert.notifications_held",
+                    held=self._held_since_report,
+                    limit_per_minute=self._settings.max_notifications_per_minute,
+                )
+                self._held_since_report = 0
+                last_report = self._clock()
