@@ -22,6 +22,7 @@ from netwatch import __version__
 from netwatch.config import Config, load_config
 from netwatch.errors import ConfigError, DockerError, ListenError
 from netwatch.logs import configure_logging
+from netwatch.policy import Policy, load_policy
 
 EXIT_OK = 0
 EXIT_CONTRADICTION = 1
@@ -51,6 +52,12 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="probe from and to netwatch's own container too",
+    )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="expectation policy (YAML) that overrides the topology",
     )
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="log level"
@@ -105,12 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="colour the table (default: when stdout is a terminal)",
     )
+    policy = commands.add_parser(
+        "policy",
+        help="show what is expected of every pair, with the policy applied",
+        description="Print the effective expectation of every pair of monitored "
+        "containers: reachable or isolated, why (a policy rule and its line, or "
+        "the topology), and the ports that must be open or closed. Probes "
+        "nothing. Exit 2 when the policy is invalid, 3 when the engine cannot "
+        "be used.",
+    )
+    policy_commands = policy.add_subparsers(
+        dest="policy_command", metavar="ACTION", required=True
+    )
+    show = policy_commands.add_parser("show", help="print the effective expectation")
+    _common_options(show)
+    show.add_argument("--json", action="store_true", help="print JSON instead")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags that were given, nested like the configuration file."""
-    given = {
+    given: dict[tuple[str, ...], Any] = {
         ("docker", "host"): args.docker_host,
         ("discovery", "opt_in"): args.opt_in,
         ("discovery", "include_self"): args.include_self,
@@ -118,10 +140,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("log", "format"): args.log_format,
         ("http", "listen"): getattr(args, "listen", None),
     }
+    if args.policy is not None:
+        given[("policy",)] = args.policy
     overrides: dict[str, Any] = {}
-    for (section, key), value in given.items():
-        if value is not None:
-            overrides.setdefault(section, {})[key] = value
+    for path, value in given.items():
+        if value is None:
+            continue
+        if len(path) == 1:
+            overrides[path[0]] = value
+        else:
+            overrides.setdefault(path[0], {})[path[1]] = value
     return overrides
 
 
@@ -133,23 +161,26 @@ def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coroutine)
 
 
-async def _run_daemon(config: Config) -> int:
+async def _run_daemon(config: Config, policy: Policy | None) -> int:
     from netwatch.daemon import Daemon
 
     try:
-        await Daemon(config).run()
+        await Daemon(config, policy).run()
     except ListenError as exc:
         print(f"netwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
 
 
-async def _run_matrix(config: Config, args: argparse.Namespace) -> int:
+async def _run_matrix(
+    config: Config, policy: Policy | None, args: argparse.Namespace
+) -> int:
+    from netwatch.matrix import Verdict
     from netwatch.oneshot import one_round
     from netwatch.report import render_table, snapshot_to_dict
 
     try:
-        snapshot = await one_round(config)
+        snapshot = await one_round(config, policy)
     except DockerError as exc:
         print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
         return EXIT_ENGINE
@@ -161,8 +192,6 @@ async def _run_matrix(config: Config, args: argparse.Namespace) -> int:
         print(render_table(snapshot, color=color), end="")
 
     counts = snapshot.verdict_counts()
-    from netwatch.matrix import Verdict
-
     if counts[Verdict.BROKEN] or counts[Verdict.UNEXPECTED]:
         return EXIT_CONTRADICTION
     if args.fail_on_unmeasured and counts[Verdict.UNMEASURED]:
@@ -170,26 +199,56 @@ async def _run_matrix(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _show_policy(
+    config: Config, policy: Policy | None, args: argparse.Namespace
+) -> int:
+    from netwatch.oneshot import expectations
+    from netwatch.report import expectations_to_dict, render_expectations
+
+    try:
+        plan, containers = await expectations(config, policy)
+    except DockerError as exc:
+        print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+
+    if args.json:
+        body = expectations_to_dict(plan, containers, policy)
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        print(render_expectations(plan, containers, policy), end="")
+    return EXIT_OK
+
+
+def _report_config_error(exc: ConfigError, what: str) -> int:
+    print(f"netwatch: invalid {what}:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
     overrides = _overrides(args)
-    # A one-shot keeps the terminal for the matrix unless told otherwise:
+    # A one-shot keeps the terminal for its output unless told otherwise:
     # warning is its default, below the file, environment and flags.
-    defaults = {"log": {"level": "warning"}} if args.command == "matrix" else None
+    defaults = {"log": {"level": "warning"}} if args.command != "run" else None
     try:
         config = load_config(args.config, overrides, defaults=defaults)
     except ConfigError as exc:
-        print("netwatch: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report_config_error(exc, "configuration")
+    try:
+        policy = load_policy(config.policy) if config.policy is not None else None
+    except ConfigError as exc:
+        return _report_config_error(exc, "policy")
 
     configure_logging(config.log)
     if args.command == "run":
-        return _run_async(_run_daemon(config))
-    return _run_async(_run_matrix(config, args))
+        return _run_async(_run_daemon(config, policy))
+    if args.command == "matrix":
+        return _run_async(_run_matrix(config, policy, args))
+    return _run_async(_show_policy(config, policy, args))
 
 
 if __name__ == "__main__":

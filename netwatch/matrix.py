@@ -153,11 +153,11 @@ def probe_state(
     reached = [r for r in measured if r.outcome is Outcome.OK]
     if not reached:
         return PairState.UNREACHABLE
-    if probe is ProbeKind.PING:
-        if loss_ratio is not None and loss_ratio > degraded_loss_ratio:
-            return PairState.DEGRADED
-        return PairState.REACHABLE
-    return PairState.REACHABLE if len(reached) == len(measured) else PairState.DEGRADED
+    # Degraded means lossy, which only ping measures. Closed ports are the
+    # policy's business (port findings), not the pair's state.
+    if probe is ProbeKind.PING and loss_ratio is not None and loss_ratio > degraded_loss_ratio:
+        return PairState.DEGRADED
+    return PairState.REACHABLE
 
 
 def overall_state(states: Iterable[PairState]) -> PairState:

@@ -1,51 +1,76 @@
-"""One full round, outside the daemon: what `netwatch matrix` runs."""
+"""One look, outside the daemon: what `netwatch matrix` and `netwatch policy
+show` run."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
 from netwatch.config import Config
+from netwatch.containers import ContainerInfo
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
 from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
-from netwatch.pairs import plan_pairs
+from netwatch.pairs import PairPlan, plan_pairs
+from netwatch.policy import Policy
 from netwatch.probes.exec_engine import ExecEngine
 from netwatch.scheduler import enabled_kinds, probe_once
 
 
-async def one_round(config: Config) -> MatrixSnapshot:
+def _client(config: Config) -> DockerClient:
+    return DockerClient(
+        config.docker.host,
+        config.docker.request_timeout,
+        exec_start_concurrency=config.docker.exec_concurrency,
+    )
+
+
+async def _plan(
+    client: DockerClient, config: Config, policy: Policy | None, metrics: SelfMetrics
+) -> tuple[PairPlan, Mapping[str, ContainerInfo]]:
+    await client.version()
+    discovery = Discovery(
+        client,
+        config.discovery,
+        metrics=metrics,
+        on_change=lambda: None,
+        self_id=own_container_id(),
+    )
+    await discovery.refresh_all()
+    monitored = discovery.monitored()
+    plan = plan_pairs(
+        monitored.values(),
+        max_ports=config.probes.tcp.max_ports,
+        every=discovery.containers.values(),
+        policy=policy,
+    )
+    return plan, monitored
+
+
+async def expectations(
+    config: Config, policy: Policy | None
+) -> tuple[PairPlan, Mapping[str, ContainerInfo]]:
+    """The plan, with the policy applied, without probing anything.
+
+    Raises DockerError when the engine cannot be used.
+    """
+    metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
+    async with _client(config) as client:
+        return await _plan(client, config, policy, metrics)
+
+
+async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnapshot:
     """Discovers the containers, probes every pair once, returns the matrix.
 
     Raises DockerError when the engine cannot be used.
     """
     metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
-    async with DockerClient(
-        config.docker.host,
-        config.docker.request_timeout,
-        exec_start_concurrency=config.docker.exec_concurrency,
-    ) as client:
-        await client.version()
-        discovery = Discovery(
-            client,
-            config.discovery,
-            metrics=metrics,
-            on_change=lambda: None,
-            self_id=own_container_id(),
-        )
-        await discovery.refresh_all()
-        monitored = discovery.monitored()
-        plan = plan_pairs(
-            monitored.values(),
-            max_ports=config.probes.tcp.max_ports,
-            every=discovery.containers.values(),
-        )
+    async with _client(config) as client:
+        plan, monitored = await _plan(client, config, policy, metrics)
         matrix = ReachabilityMatrix(config.matrix)
         matrix.set_plan(plan, monitored)
-        engine = ExecEngine(
-            client,
-            config.probes,
-            metrics=metrics,
-        )
+        engine = ExecEngine(client, config.probes, metrics=metrics)
         await probe_once(engine, matrix, plan, monitored, enabled_kinds(config.probes))
         return matrix.snapshot()

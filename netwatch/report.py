@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from netwatch.containers import ContainerInfo
 from netwatch.matrix import MatrixSnapshot, PairState, PairView, ProbeView, Verdict
+from netwatch.pairs import PairPlan, PlannedPair
+from netwatch.policy import Policy
 from netwatch.probes.outcome import ProbeResult
 
 
@@ -200,7 +203,7 @@ def render_table(snapshot: MatrixSnapshot, *, color: bool = False) -> str:
         lines.append("Findings:")
         lines += [f"  {finding}" for finding in findings]
     else:
-        lines.append("Every measured pair is as the topology expects.")
+        lines.append("Every measured pair is as expected.")
     counts = snapshot.verdict_counts()
     lines.append(
         f"{len(snapshot.pairs)} pairs: {counts[Verdict.OK]} as expected, "
@@ -243,3 +246,98 @@ def _why(pair: PairView) -> str:
         if view.reason is not None
     ]
     return f": {'; '.join(reasons)}" if reasons else ""
+
+
+def _port_words(pair: PlannedPair) -> str:
+    return ", ".join(
+        f"{port} {'open' if must_open else 'closed'}"
+        for port, must_open in pair.port_expectations
+    )
+
+
+def _name(containers: Mapping[str, ContainerInfo], container_id: str) -> str:
+    info = containers.get(container_id)
+    return info.name if info else container_id[:12]
+
+
+def _sorted_pairs(
+    plan: PairPlan, containers: Mapping[str, ContainerInfo]
+) -> list[PlannedPair]:
+    return sorted(
+        plan.pairs.values(),
+        key=lambda p: (_name(containers, p.src), _name(containers, p.dst)),
+    )
+
+
+def _groups(
+    policy: Policy | None, containers: Mapping[str, ContainerInfo]
+) -> dict[str, list[str]]:
+    if policy is None:
+        return {}
+    return {
+        group: sorted(info.name for info in containers.values() if spec.matches(info))
+        for group, spec in policy.groups.items()
+    }
+
+
+def expectations_to_dict(
+    plan: PairPlan, containers: Mapping[str, ContainerInfo], policy: Policy | None
+) -> dict[str, Any]:
+    """What `netwatch policy show --json` prints."""
+    return {
+        "policy": policy.source if policy else None,
+        "default": policy.default if policy else "topology",
+        "groups": _groups(policy, containers),
+        "pairs": [
+            {
+                "src": _name(containers, pair.src),
+                "dst": _name(containers, pair.dst),
+                "expected_reachable": pair.expected_reachable,
+                "basis": pair.basis,
+                "ports": {
+                    str(port): is_open for port, is_open in pair.port_expectations
+                },
+            }
+            for pair in _sorted_pairs(plan, containers)
+        ],
+        "unaddressable": [
+            {
+                "src": _name(containers, src),
+                "dst": _name(containers, dst),
+                "reason": reason,
+            }
+            for (src, dst), reason in sorted(plan.unaddressable.items())
+        ],
+    }
+
+
+def render_expectations(
+    plan: PairPlan, containers: Mapping[str, ContainerInfo], policy: Policy | None
+) -> str:
+    """What `netwatch policy show` prints: the expectation of every pair."""
+    lines = []
+    if policy is None:
+        lines.append("No policy: every expectation comes from the topology.")
+    else:
+        lines.append(f"Policy {policy.source} (pairs no rule names: {policy.default})")
+        lines.append("Groups:")
+        for group, members in _groups(policy, containers).items():
+            lines.append(f"  {group}: {', '.join(members) or '(no container)'}")
+    lines.append("")
+
+    pairs = _sorted_pairs(plan, containers)
+    routes = [
+        f"{_name(containers, p.src)} -> {_name(containers, p.dst)}" for p in pairs
+    ]
+    width = max(map(len, routes), default=0)
+    for route, pair in zip(routes, pairs, strict=True):
+        expectation = "reachable" if pair.expected_reachable else "isolated "
+        ports = _port_words(pair)
+        suffix = f"; ports: {ports}" if ports else ""
+        lines.append(f"{route:<{width}}  {expectation}  {pair.basis}{suffix}")
+    if not pairs:
+        lines.append("No pairs: fewer than two monitored containers with an address.")
+    for (src, dst), reason in sorted(plan.unaddressable.items()):
+        route = f"{_name(containers, src)} -> {_name(containers, dst)}"
+        lines.append(f"{route}: not addressable ({reason})")
+    return "\n".join(lines) + "\n"

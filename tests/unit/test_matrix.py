@@ -175,7 +175,7 @@ def matrix_with(
         (ProbeKind.PING, [unmeasured(), ping()], 0.0, REACHABLE),
         (ProbeKind.PING, [unmeasured(), ping(received=0)], 1.0, UNREACHABLE),
         (ProbeKind.TCP, [tcp(port=80), tcp(port=443)], None, REACHABLE),
-        (ProbeKind.TCP, [tcp(port=80), tcp(port=443, ok=False)], None, DEGRADED),
+        (ProbeKind.TCP, [tcp(port=80), tcp(port=443, ok=False)], None, REACHABLE),
         (ProbeKind.TCP, [tcp(ok=False)], None, UNREACHABLE),
         (ProbeKind.TCP, [tcp(), unmeasured(probe=ProbeKind.TCP)], None, REACHABLE),
         (ProbeKind.TCP, [unmeasured(probe=ProbeKind.TCP)], None, UNKNOWN),
@@ -559,14 +559,15 @@ def test_ping_view_keeps_round_trips_and_their_histogram():
 
 
 def test_tcp_view_counts_outcomes_and_connect_times():
-    """TCP runs count results per outcome and time only successful connects."""
+    """TCP runs count results per outcome and time only successful connects;
+    one open port makes the pair reachable (closed ports are port findings)."""
     clock = FakeClock()
     matrix = matrix_with(planned(), clock=clock)
 
     matrix.record("a", ProbeKind.TCP, [tcp(port=80), tcp(port=443, ok=False)])
 
     probe = matrix.snapshot().pairs[("a", "b")].probes[ProbeKind.TCP]
-    assert probe.state is DEGRADED
+    assert probe.state is REACHABLE
     assert probe.result_counts == {Outcome.OK: 1, Outcome.UNREACHABLE: 1}
     assert probe.latency.count == 1
     assert probe.reason is Reason.REFUSED
