@@ -155,7 +155,11 @@ def probe_state(
         return PairState.UNREACHABLE
     # Degraded means lossy, which only ping measures. Closed ports are the
     # policy's business (port findings), not the pair's state.
-    if probe is ProbeKind.PING and loss_ratio is not None and loss_ratio > degraded_loss_ratio:
+    if (
+        probe is ProbeKind.PING
+        and loss_ratio is not None
+        and loss_ratio > degraded_loss_ratio
+    ):
         return PairState.DEGRADED
     return PairState.REACHABLE
 

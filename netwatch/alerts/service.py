@@ -5,6 +5,7 @@ hands what fired or resolved to the notifiers, within a global budget.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 import time
 from collections import deque
@@ -48,9 +49,25 @@ class NotificationBudget:
         return True
 
 
+def _started(info: ContainerInfo) -> float | None:
+    """The container's start time from the engine (RFC 3339, nanoseconds)."""
+    text = info.started_at.strip()
+    if not text:
+        return None
+    seconds, _, fraction = text.removesuffix("Z").partition(".")
+    try:
+        moment = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
+
+
 class LifecycleClock:
     """When each container last started, stopped, restarted, paused or
-    unpaused, learned by comparing successive inventories."""
+    unpaused, learned by comparing successive inventories. A start is dated
+    by the engine's own StartedAt, so containers that were already running
+    when netwatch started are not mistaken for new ones."""
 
     def __init__(self) -> None:
         self._known: dict[str, ContainerInfo] = {}
@@ -59,11 +76,10 @@ class LifecycleClock:
     def observe(self, containers: Mapping[str, ContainerInfo], now: float) -> None:
         for container_id, info in containers.items():
             before = self._known.get(container_id)
-            if (
-                before is None
-                or before.started_at != info.started_at
-                or before.paused != info.paused
-            ):
+            if before is None or before.started_at != info.started_at:
+                started = _started(info)
+                self._changed_at[container_id] = min(now, started) if started else now
+            elif before.paused != info.paused:
                 self._changed_at[container_id] = now
         for container_id in set(self._known) - set(containers):
             self._changed_at[container_id] = now
