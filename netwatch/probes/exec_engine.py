@@ -38,16 +38,19 @@ from netwatch.probes.outcome import (
 )
 from netwatch.probes.ping import parse_ping_output, ping_argv
 from netwatch.probes.script import (
-    DONE_MARKER,
+    TOOLBOX_DONE,
     NO_SHELL,
     Job,
     JobOutput,
     RunnerOutput,
     Toolbox,
+    done_marker,
+    new_nonce,
     parse_runner_output,
     parse_toolbox,
     runner_argv,
     toolbox_argv,
+    unanswered,
 )
 from netwatch.probes.tcp import NcVariant, parse_nc_output, tcp_argv
 
@@ -68,6 +71,8 @@ def classify_exec_failure(output: ExecOutput) -> tuple[Reason, str] | None:
     distroless image: exit 126 or 127 with the runtime's message) and an exec
     that never started at all (no exit code, not running, no pid).
     """
+    if b"\n@@" in output.stdout:
+        return None  # the command ran: any words below are a tool's own
     text = (output.stdout + output.stderr).decode("utf-8", errors="replace")
     lowered = text.lower()
     if "oci runtime exec failed" in lowered or "exec failed" in lowered:
@@ -75,7 +80,7 @@ def classify_exec_failure(output: ExecOutput) -> tuple[Reason, str] | None:
             "executable file not found" in lowered
             or "no such file or directory" in lowered
         ):
-            return Reason.NO_SHELL, first_line(text)
+            return Reason.TOOL_MISSING, f"no shell in the container: {first_line(text)}"
         return Reason.EXEC_FAILED, first_line(text)
     never_ran = output.exit_code is None and not output.running and output.pid == 0
     if never_ran and not output.timed_out:
@@ -131,7 +136,7 @@ class ExecEngine:
             ]
         if not toolbox.shell:
             return [
-                _unmeasured(src.id, r, Reason.NO_SHELL, toolbox.notes[0])
+                _unmeasured(src.id, r, Reason.TOOL_MISSING, toolbox.notes[0])
                 for r in requests
             ]
 
@@ -149,12 +154,19 @@ class ExecEngine:
 
         deadline = max(self._deadline(request.probe) for request, _ in jobs.values())
         watchdog = math.ceil(deadline) + WATCHDOG_MARGIN_S if toolbox.sleep else 0
+        nonce = new_nonce()
         argv = runner_argv(
-            [job for _, job in jobs.values()], watchdog_s=watchdog, clock=toolbox.clock
+            [job for _, job in jobs.values()],
+            watchdog_s=watchdog,
+            clock=toolbox.clock,
+            nonce=nonce,
         )
         try:
             output = await self._exec(
-                src, argv, deadline + WATCHDOG_MARGIN_S + CLIENT_MARGIN_S
+                src,
+                argv,
+                deadline + WATCHDOG_MARGIN_S + CLIENT_MARGIN_S,
+                done=done_marker(nonce),
             )
         except _ExecUnusable as unusable:
             return results + [
@@ -164,16 +176,23 @@ class ExecEngine:
 
         failure = classify_exec_failure(output)
         if failure is not None:
-            if failure[0] is Reason.NO_SHELL:
+            if failure[0] is Reason.TOOL_MISSING:
                 self._remember(src.id, NO_SHELL)
             return results + [
                 _unmeasured(src.id, request, *failure) for request, _ in jobs.values()
             ]
 
-        runner = parse_runner_output(output.stdout, output.stderr)
+        runner = parse_runner_output(output.stdout, output.stderr, nonce)
         now = time.time()
         for job_id, (request, _) in jobs.items():
-            result = self._interpret(src, request, job_id, runner, output, now)
+            try:
+                result = self._interpret(src, request, job_id, runner, output, now)
+            except (ValueError, OverflowError) as exc:
+                # A parser met something it did not foresee: this job only.
+                detail = f"unreadable tool output: {type(exc).__name__}: {exc}"
+                result = _unmeasured(
+                    src.id, request, Reason.PARSE_ERROR, first_line(detail)
+                )
             if result.reason is Reason.TOOL_UNSUPPORTED_OPTION:
                 self._downgrade(src.id, toolbox, result)
             results.append(result)
@@ -225,9 +244,14 @@ class ExecEngine:
         ):
             return known.toolbox
 
-        output = await self._exec(src, toolbox_argv(), TOOLBOX_DEADLINE_S)
+        output = await self._exec(
+            src,
+            toolbox_argv(int(TOOLBOX_DEADLINE_S) - 1),
+            TOOLBOX_DEADLINE_S,
+            done=TOOLBOX_DONE,
+        )
         failure = classify_exec_failure(output)
-        if failure is not None and failure[0] is Reason.NO_SHELL:
+        if failure is not None and failure[0] is Reason.TOOL_MISSING:
             toolbox = NO_SHELL
         elif failure is not None:
             raise _ExecUnusable(*failure)
@@ -235,11 +259,10 @@ class ExecEngine:
             parsed = parse_toolbox(output.stdout.decode("utf-8", errors="replace"))
             if parsed is None:
                 seen = first_line(output.stderr.decode("utf-8", errors="replace"))
-                raise _ExecUnusable(
-                    Reason.EXEC_FAILED,
-                    f"toolbox check gave no answer: {seen or 'no output'}",
-                )
-            toolbox = parsed
+                # Remembered, so a hanging tool is not asked again every round.
+                toolbox = unanswered(seen or "its tools did not answer in time")
+            else:
+                toolbox = parsed
         self._remember(src.id, toolbox)
         log.debug(
             "exec.toolbox_learned",
@@ -270,7 +293,7 @@ class ExecEngine:
         self._remember(container_id, toolbox)
 
     async def _exec(
-        self, src: ContainerInfo, argv: list[str], deadline: float
+        self, src: ContainerInfo, argv: list[str], deadline: float, *, done: bytes
     ) -> ExecOutput:
         async with self._slots:
             try:
@@ -279,7 +302,7 @@ class ExecEngine:
                     argv,
                     deadline_s=deadline,
                     output_cap=OUTPUT_CAP_BYTES,
-                    done_marker=DONE_MARKER,
+                    done_marker=done,
                 )
             except ContainerNotRunningError as exc:
                 self._metrics.execs.labels(result="refused").inc()
@@ -312,10 +335,10 @@ class _ExecUnusable(Exception):
 def _missing_record(
     job_id: str, runner: RunnerOutput, output: ExecOutput
 ) -> tuple[Reason, str]:
-    if job_id in runner.damaged:
-        return Reason.PARSE_ERROR, f"damaged output: {runner.damaged[job_id]}"
     if output.truncated:
         return Reason.OUTPUT_TOO_LARGE, f"output passed {OUTPUT_CAP_BYTES} bytes"
+    if job_id in runner.damaged:
+        return Reason.PARSE_ERROR, f"damaged output: {runner.damaged[job_id]}"
     if runner.watchdog_fired:
         return Reason.EXEC_TIMEOUT, "killed by the probe runner's watchdog"
     if output.timed_out:

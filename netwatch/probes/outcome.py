@@ -7,6 +7,7 @@ Could-not-measure is never folded into unreachable.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -34,7 +35,6 @@ class Reason(StrEnum):
     # netwatch could not measure.
     PERMISSION_DENIED = "permission_denied"
     DNS_RESOLUTION = "dns_resolution"
-    NO_SHELL = "no_shell"
     TOOL_MISSING = "tool_missing"
     TOOL_UNSUPPORTED_OPTION = "tool_unsupported_option"
     TOOL_FAILED = "tool_failed"
@@ -100,10 +100,19 @@ def outcome_for(reason: Reason | None) -> Outcome:
     return Outcome.UNMEASURED
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (terminal escapes among them) shown as
+    `?`: tool output is quoted to terminals and logs, never obeyed."""
+    return _CONTROL.sub("?", text)
+
+
 def first_line(text: str, limit: int = 200) -> str:
-    """The first non-empty line of tool output, cut to `limit` characters."""
+    """The first non-empty line of tool output, printable, cut to `limit`."""
     for line in text.splitlines():
-        line = line.strip()
+        line = printable(line.strip())
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""

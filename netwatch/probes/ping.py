@@ -95,14 +95,17 @@ class PingParse:
         return None
 
 
+# Numbers as ping prints them; anything longer or odder is not ping output.
+_COUNT = r"\d{1,9}"
+_MS = r"\d{1,9}(?:\.\d{1,9})?"
 _HEADER = re.compile(r"^PING\s+(\S+?)\s*\(([^)\s]+)\)", re.MULTILINE)
-_STATS = re.compile(r"^(\d+) packets transmitted, (.*)$", re.MULTILINE)
+_STATS = re.compile(rf"^({_COUNT}) packets transmitted, (.*)$", re.MULTILINE)
 _RTT = re.compile(
     r"^(?:rtt|round-trip) min/avg/max(?:/(?:mdev|stddev))? = "
-    r"([\d.]+)/([\d.]+)/([\d.]+)(?:/([\d.]+))? ms",
+    rf"({_MS})/({_MS})/({_MS})(?:/({_MS}))? ms",
     re.MULTILINE,
 )
-_REPLY = re.compile(r"^\d+ bytes from .*?\btime[=<]([\d.]+) ?ms(.*)$", re.MULTILINE)
+_REPLY = re.compile(r"^\d+ bytes from .*?\btime[=<](\S*?) ?ms(.*)$", re.MULTILINE)
 
 _PERMISSION = (
     "socket: operation not permitted",
@@ -135,11 +138,11 @@ def _statistics(line: str) -> tuple[int, int, int] | None:
     received = duplicates = errors = None
     for part in line.split(","):
         part = part.strip()
-        if match := re.fullmatch(r"(\d+) (?:packets )?received", part):
+        if match := re.fullmatch(rf"({_COUNT}) (?:packets )?received", part):
             received = int(match.group(1))
-        elif match := re.fullmatch(r"\+?(\d+) duplicates", part):
+        elif match := re.fullmatch(rf"\+?({_COUNT}) duplicates", part):
             duplicates = int(match.group(1))
-        elif match := re.fullmatch(r"\+(\d+) errors", part):
+        elif match := re.fullmatch(rf"\+({_COUNT}) errors", part):
             errors = int(match.group(1))
     if received is None:
         return None
@@ -197,19 +200,27 @@ def parse_ping_output(stdout: str, stderr: str, exit_code: int | None) -> PingPa
             reason = Reason.PARSE_ERROR
             detail = f"unrecognised ping output (exit {exit_code}): {seen}"
         else:
-            detail = first_line(stderr) or first_line(stdout)
+            detail = (
+                first_line(stderr)
+                or first_line(stdout)
+                or f"ping printed nothing (exit {exit_code})"
+            )
         return PingParse(reason, detail, variant, family, target)
 
     transmitted = int(stats_match.group(1))
     received, duplicates, errors = stats
-    samples = tuple(
-        float(match.group(1))
-        for match in _REPLY.finditer(stdout)
-        if "DUP!" not in match.group(2)
-    )
+    if received > transmitted + duplicates:
+        detail = f"more replies than echoes: {first_line(stats_match.group(0))}"
+        return PingParse(Reason.PARSE_ERROR, detail, variant, family, target)
+    replies = [m for m in _REPLY.finditer(stdout) if "DUP!" not in m.group(2)]
+    if any(re.fullmatch(_MS, m.group(1)) is None for m in replies):
+        bad = next(m.group(0) for m in replies if re.fullmatch(_MS, m.group(1)) is None)
+        detail = f"unreadable reply time: {first_line(bad)}"
+        return PingParse(Reason.PARSE_ERROR, detail, variant, family, target)
+    samples = tuple(float(m.group(1)) for m in replies)
     rtt = _RTT.search(stdout)
     if received > 0 and rtt is None:
-        detail = f"{received} replies but no round-trip line: {stats_match.group(0)}"
+        detail = f"{received} replies but no round-trip line: {first_line(stats_match.group(0))}"
         return PingParse(Reason.PARSE_ERROR, detail, variant, family, target)
 
     reason = None

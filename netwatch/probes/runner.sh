@@ -4,6 +4,7 @@
 # Positional parameters, all produced by netwatch (see script.py):
 #   $1        watchdog: whole seconds after which every job is killed
 #   $2        clock: "date" when `date +%s%N` works here, else "none"
+#   $3        nonce: random, new for every exec, part of every marker
 #   then, per job: ID N ARG1 .. ARGN   (the job's argv has N words)
 #
 # Values are only ever expanded inside double quotes. The one `eval` below
@@ -12,12 +13,15 @@
 #
 # Each job prints one record, in a single write (records stay whole when jobs
 # finish together; netwatch checks the length):
-#   @@nw ID LENGTH T0 T1        (T0, T1: nanosecond clock, or "-")
-#   STDOUT <US> EXIT_CODE <US> STDERR         (US is the byte 0x1f)
-#   @@end ID
+#   @@nw-NONCE ID LENGTH T0 T1          (T0, T1: nanosecond clock, or "-")
+#   STDOUT <US> EXIT_CODE <US> STDERR <US> LENGTH_OF_STDERR   (US: byte 0x1f)
+#   @@end-NONCE ID
+# STDERR's length comes last so that netwatch reads the fields from the end:
+# whatever a tool prints, it cannot shift them.
 
 watchdog=$1
 clock=$2
+nonce=$3
 total=$#
 pids=
 
@@ -33,11 +37,11 @@ run_job() {
         exec 3>&1
         err=$("$@" 2>&1 1>&3 3>&- </dev/null)
         rc=$?
-        printf '\037%s\037%s' "$rc" "$err"
+        printf '\037%s\037%s\037%s' "$rc" "$err" "${#err}"
     )
     t1=$(now)
-    printf '\n@@nw %s %s %s %s\n%s\n@@end %s\n' \
-        "$job_id" "${#result}" "$t0" "$t1" "$result" "$job_id"
+    printf '\n@@nw-%s %s %s %s %s\n%s\n@@end-%s %s\n' \
+        "$nonce" "$job_id" "${#result}" "$t0" "$t1" "$result" "$nonce" "$job_id"
 }
 
 # The exec's process is its own process group: kill 0 ends every job, and
@@ -50,13 +54,13 @@ if [ "$watchdog" -gt 0 ]; then
         sleep "$watchdog" &
         sleeper=$!
         wait "$sleeper"
-        printf '\n@@watchdog\n'
+        printf '\n@@watchdog-%s\n' "$nonce"
         kill -9 0
     ) >&2 &
     watchdog_pid=$!
 fi
 
-i=3
+i=4
 while [ "$i" -le "$total" ]; do
     eval "job_id=\${$i} n=\${$((i + 1))}"
     refs=
@@ -76,4 +80,4 @@ for pid in $pids; do
     wait "$pid"
 done
 [ -z "$watchdog_pid" ] || kill "$watchdog_pid" 2>/dev/null
-printf '\n@@done\n'
+printf '\n@@done-%s\n' "$nonce"

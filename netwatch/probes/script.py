@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -21,11 +22,18 @@ from netwatch.probes.ping import PingVariant
 from netwatch.probes.tcp import NcVariant, detect_nc_variant
 
 RUNNER_SCRIPT = resources.files("netwatch.probes").joinpath("runner.sh").read_text()
-DONE_MARKER = b"\n@@done\n"
-_WATCHDOG_MARKER = b"\n@@watchdog\n"
-_UNIT_SEPARATOR = b"\x1f"
-_RECORD_HEADER = re.compile(rb"\n@@nw (\S+) (\d+) (\S+) (\S+)\n")
-_EXIT_CODE = re.compile(rb"\x1f(\d{1,3})\x1f")
+# The fields that end a record: US exit-code US stderr US length-of-stderr.
+_STDERR_LENGTH = re.compile(rb"\x1f(\d{1,9})\Z")
+_EXIT_CODE = re.compile(rb"\x1f(\d{1,3})\x1f\Z")
+
+
+def new_nonce() -> str:
+    """A marker no tool output will carry by chance."""
+    return secrets.token_hex(8)
+
+
+def done_marker(nonce: str) -> bytes:
+    return f"\n@@done-{nonce}\n".encode()
 
 
 @dataclass(frozen=True)
@@ -54,10 +62,12 @@ class RunnerOutput:
     finished: bool
 
 
-def runner_argv(jobs: Sequence[Job], *, watchdog_s: int, clock: bool) -> list[str]:
-    """`sh -c RUNNER netwatch WATCHDOG CLOCK [ID N ARGV...]...`."""
+def runner_argv(
+    jobs: Sequence[Job], *, watchdog_s: int, clock: bool, nonce: str
+) -> list[str]:
+    """`sh -c RUNNER netwatch WATCHDOG CLOCK NONCE [ID N ARGV...]...`."""
     argv = ["sh", "-c", RUNNER_SCRIPT, "netwatch", str(watchdog_s)]
-    argv.append("date" if clock else "none")
+    argv += ["date" if clock else "none", nonce]
     for job in jobs:
         argv += [job.id, str(len(job.argv)), *job.argv]
     return argv
@@ -68,22 +78,52 @@ def _decode(data: bytes) -> str:
 
 
 def _elapsed(t0: bytes, t1: bytes) -> float | None:
-    if not (t0.isdigit() and t1.isdigit()):
+    if not (re.fullmatch(rb"\d{1,20}", t0) and re.fullmatch(rb"\d{1,20}", t1)):
         return None
     elapsed_ns = int(t1) - int(t0)
     return elapsed_ns / 1e9 if elapsed_ns >= 0 else None
 
 
-def parse_runner_output(stdout: bytes, stderr: bytes) -> RunnerOutput:
-    """Reads the framed records; a record whose length or end is wrong is
-    reported as damaged, never half-read."""
+def _fields(body: bytes) -> tuple[bytes, int, bytes] | str:
+    """Splits a record body into stdout, exit code and stderr, from the end,
+    so that nothing a tool prints can move the fields; or says what is wrong."""
+    length = _STDERR_LENGTH.search(body)
+    if length is None:
+        return "record has no stderr length"
+    stderr_end = length.start()
+    stderr_start = stderr_end - int(length.group(1))
+    if stderr_start < 0:
+        return "record's stderr length is past its start"
+    exit_code = _EXIT_CODE.search(body, 0, stderr_start)
+    if exit_code is None:
+        return "record has no exit code"
+    return (
+        body[: exit_code.start()],
+        int(exit_code.group(1)),
+        body[stderr_start:stderr_end],
+    )
+
+
+def parse_runner_output(stdout: bytes, stderr: bytes, nonce: str) -> RunnerOutput:
+    """Reads the framed records of one run; a record whose length or end is
+    wrong, or whose id appears twice, is reported damaged, never half-read."""
+    token = re.escape(nonce.encode())
+    header_pattern = re.compile(
+        rb"\n@@nw-" + token + rb" (\S{1,32}) (\d{1,9}) (\S{1,64}) (\S{1,64})\n"
+    )
     records: dict[str, JobOutput] = {}
     damaged: dict[str, str] = {}
-    for header in _RECORD_HEADER.finditer(stdout):
+    seen: set[str] = set()
+    for header in header_pattern.finditer(stdout):
         job_id = _decode(header.group(1))
+        if job_id in seen:
+            records.pop(job_id, None)
+            damaged[job_id] = "two records claim this job"
+            continue
+        seen.add(job_id)
         length = int(header.group(2))
         body_start = header.end()
-        end_marker = b"\n@@end " + header.group(1) + b"\n"
+        end_marker = b"\n@@end-" + nonce.encode() + b" " + header.group(1) + b"\n"
         end = stdout.find(end_marker, body_start)
         if end < 0:
             damaged[job_id] = "record has no end marker"
@@ -92,26 +132,39 @@ def parse_runner_output(stdout: bytes, stderr: bytes) -> RunnerOutput:
         if len(body) != length and len(_decode(body)) != length:
             damaged[job_id] = f"record holds {len(body)} bytes, announced {length}"
             continue
-        exit_code = _EXIT_CODE.search(body)
-        if exit_code is None:
-            damaged[job_id] = "record has no exit code"
+        fields = _fields(body)
+        if isinstance(fields, str):
+            damaged[job_id] = fields
             continue
+        tool_stdout, exit_code, tool_stderr = fields
         records[job_id] = JobOutput(
-            stdout=_decode(body[: exit_code.start()]),
-            stderr=_decode(body[exit_code.end() :]),
-            exit_code=int(exit_code.group(1)),
+            stdout=_decode(tool_stdout),
+            stderr=_decode(tool_stderr),
+            exit_code=exit_code,
             elapsed_s=_elapsed(header.group(3), header.group(4)),
         )
     return RunnerOutput(
         records=MappingProxyType(records),
         damaged=MappingProxyType(damaged),
-        watchdog_fired=_WATCHDOG_MARKER in stderr,
-        finished=DONE_MARKER in stdout,
+        watchdog_fired=f"\n@@watchdog-{nonce}\n".encode() in stderr,
+        finished=done_marker(nonce) in stdout,
     )
 
 
 # The toolbox check: which probe tools this container has, and which variant.
 TOOLBOX_SCRIPT = r"""
+# $1: whole seconds after which everything this check started is killed.
+watchdog_pid=
+if [ "$1" -gt 0 ] && command -v sleep >/dev/null 2>&1; then
+    (
+        trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+        sleep "$1" &
+        sleeper=$!
+        wait "$sleeper"
+        kill -9 0
+    ) >/dev/null 2>&1 &
+    watchdog_pid=$!
+fi
 for tool in ping nc date sleep; do
     command -v "$tool" >/dev/null 2>&1 && printf '\n@@have %s\n' "$tool"
 done
@@ -125,7 +178,9 @@ if command -v date >/dev/null 2>&1; then
     printf '\n@@section date\n'; date +%s%N </dev/null 2>&1
 fi
 printf '\n@@section end\n'
+[ -z "$watchdog_pid" ] || kill "$watchdog_pid" 2>/dev/null
 """
+TOOLBOX_DONE = b"\n@@section end\n"
 _HAVE = re.compile(r"^@@have (\S+)$", re.MULTILINE)
 _SECTION = re.compile(r"^@@section (\S+)$", re.MULTILINE)
 
@@ -145,8 +200,15 @@ class Toolbox:
 NO_SHELL = Toolbox(shell=False, notes=("no shell: sh is not in the container",))
 
 
-def toolbox_argv() -> list[str]:
-    return ["sh", "-c", TOOLBOX_SCRIPT]
+def unanswered(detail: str) -> Toolbox:
+    """What is remembered of a container whose toolbox check hung or failed:
+    no usable tool, until the check is tried again."""
+    note = f"toolbox check gave no answer: {detail}"
+    return Toolbox(shell=True, notes=(f"ping: {note}", f"nc: {note}"))
+
+
+def toolbox_argv(watchdog_s: int) -> list[str]:
+    return ["sh", "-c", TOOLBOX_SCRIPT, "netwatch", str(watchdog_s)]
 
 
 def _sections(text: str) -> dict[str, str]:

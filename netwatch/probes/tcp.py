@@ -70,15 +70,17 @@ _USAGE = (
     "usage:",
     "try `--help'",
 )
-_REFUSED = ("connection refused",)
-_TIMEOUT = ("timed out", "timeout")
-_NO_ROUTE = (
-    "no route to host",
-    "network is unreachable",
-    "host is unreachable",
-    "operation not permitted",
+_REFUSED = re.compile(r"connection refused", re.IGNORECASE)
+# "timed out" (OpenBSD, BusyBox) or Ncat's closing "TIMEOUT."
+_TIMEOUT = re.compile(r"\btimed out\b|\btimeout\.?\s*$", re.IGNORECASE)
+_NO_ROUTE = re.compile(
+    r"no route to host|network is unreachable|host is unreachable|operation not permitted",
+    re.IGNORECASE,
 )
-_DNS = ("name or service not known", "could not resolve", "bad address")
+_PERMISSION = re.compile(r"permission denied", re.IGNORECASE)
+_DNS = re.compile(
+    r"name or service not known|could not resolve|bad address", re.IGNORECASE
+)
 
 
 def parse_nc_output(
@@ -91,19 +93,20 @@ def parse_nc_output(
         return None, "connected"
     if any(marker in lowered for marker in _USAGE):
         return Reason.TOOL_UNSUPPORTED_OPTION, first_line(stderr) or first_line(stdout)
-    if exit_code in (126, 127) and (
-        "not found" in lowered or "no such file" in lowered
-    ):
-        return Reason.TOOL_MISSING, first_line(text)
-    for markers, reason in (
+    if exit_code in (126, 127):
+        # The shell's codes for a command it could not find or run.
+        return Reason.TOOL_MISSING, first_line(
+            text
+        ) or f"nc could not run (exit {exit_code})"
+    for pattern, reason in (
         (_REFUSED, Reason.REFUSED),
         (_TIMEOUT, Reason.TIMEOUT),
         (_NO_ROUTE, Reason.NO_ROUTE),
-        (("permission denied",), Reason.PERMISSION_DENIED),
+        (_PERMISSION, Reason.PERMISSION_DENIED),
         (_DNS, Reason.DNS_RESOLUTION),
     ):
         for line in text.splitlines():
-            if any(marker in line.lower() for marker in markers):
-                return reason, line.strip()
+            if pattern.search(line):
+                return reason, first_line(line)
     seen = first_line(stderr) or first_line(stdout) or "no output"
     return Reason.PARSE_ERROR, f"unrecognised nc output (exit {exit_code}): {seen}"

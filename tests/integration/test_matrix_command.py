@@ -112,7 +112,8 @@ def test_tool_variety_none_busybox_and_distroless(lab):
         bare_pair = pairs[(bare, dst)]
         assert bare_pair["verdict"] == "unmeasured"
         assert bare_pair["state"] == "unknown"
-        assert bare_pair["probes"]["ping"]["reason"] == "no_shell"
+        assert bare_pair["probes"]["ping"]["reason"] == "tool_missing"
+        assert "no shell" in bare_pair["probes"]["ping"]["detail"]
         alone_pair = pairs[(alone, dst)]
         assert alone_pair["expected_reachable"] is False
         assert alone_pair["probes"]["ping"]["state"] == "unreachable"

@@ -56,7 +56,7 @@ def test_a_normal_exit_is_no_failure():
 
 def test_case_nw016_tool_missing_with_either_exit_code():
     """NW-016: the runtime's 'executable file not found' is a missing tool,
-    with exit code 126 or 127; for netwatch's `sh` that means no shell."""
+    with exit code 126 or 127; netwatch only execs `sh`, so it says no shell."""
     case = CASES["NW-016-exec-tool-missing"]
     message = case["input"]["stream_stdout"].encode()
 
@@ -65,7 +65,9 @@ def test_case_nw016_tool_missing_with_either_exit_code():
             exec_output(stdout=message, exit_code=inspect["ExitCode"], running=False)
         )
         assert failure is not None
-        assert failure[0] is Reason.NO_SHELL
+        assert failure[0] is Reason.TOOL_MISSING
+        assert failure[0].value == case["expected"]["error_kind"]
+        assert "no shell" in failure[1]
 
 
 def test_case_nw016_absolute_path_form():
@@ -78,7 +80,7 @@ def test_case_nw016_absolute_path_form():
     failure = classify_exec_failure(exec_output(stdout=message, exit_code=126))
 
     assert failure is not None
-    assert failure[0] is Reason.NO_SHELL
+    assert failure[0] is Reason.TOOL_MISSING
 
 
 class _Collected:
@@ -117,3 +119,14 @@ def test_case_nw017_frames_split_inside_a_header_are_demultiplexed():
     assert stderr == case["expected"]["stderr"]
     assert not any(ord(c) < 9 for c in stdout + stderr)
     assert parse_ping_output(stdout, stderr, 1).reason is Reason.PERMISSION_DENIED
+
+
+def test_a_tools_own_words_never_pass_for_an_exec_failure():
+    """Once the runner's records are there, 'exec failed' printed by a tool is
+    that tool's output, not the engine failing to start the exec."""
+    stdout = (
+        b"\n@@nw-abc j0 60 - -\nping: exec failed: no such file or directory\x1f2\x1f\x1f0"
+        b"\n@@end-abc j0\n\n@@done-abc\n"
+    )
+
+    assert classify_exec_failure(exec_output(stdout=stdout, exit_code=0)) is None
