@@ -169,6 +169,9 @@ async def _run_daemon(config: Config, policy: Policy | None) -> int:
     except ListenError as exc:
         print(f"netwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DockerError as exc:
+        print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
     return EXIT_OK
 
 

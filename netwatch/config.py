@@ -13,11 +13,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -39,6 +38,7 @@ from pydantic_settings import (
 
 from netwatch.errors import ConfigError
 from netwatch.validation import port_number, shorten
+from netwatch.yamlfile import KeyPath, line_of, read_yaml
 
 ENV_PREFIX = "NETWATCH_"
 ENV_NESTING = "__"
@@ -70,7 +70,20 @@ def parse_duration(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+_DAY = 86400.0
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, le=_DAY, allow_inf_nan=False)
+]
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):
+        # pydantic would read true as 1.
+        raise ValueError(f"{value!r} is not a whole number")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
 def parse_label_selector(value: object) -> object:
@@ -106,9 +119,11 @@ class Section(BaseModel):
 class DockerSettings(Section):
     host: str | None = Field(
         default=None,
-        description="Engine address; unset means DOCKER_HOST, then the socket.",
+        pattern=r"^(unix|tcp|http|https)://\S+$",
+        description="Engine address (unix://PATH or tcp://HOST:PORT); unset "
+        "means DOCKER_HOST, then the local socket.",
     )
-    exec_concurrency: int = Field(default=8, ge=1, le=64)
+    exec_concurrency: Count = Field(default=8, ge=1, le=64)
     request_timeout: Duration = 10.0
 
 
@@ -131,12 +146,12 @@ class DiscoverySettings(Section):
 
 class PingSettings(Section):
     enabled: bool = True
-    count: int = Field(default=3, ge=1, le=100)
+    count: Count = Field(default=3, ge=1, le=100)
     # iputils refuses intervals under 0.2 s to users without privileges.
     spacing: Duration = Field(default=0.2, ge=0.2)
     reply_timeout: Duration = 1.0
     # Declared after the fields its check reads.
-    interval: Duration = 10.0
+    interval: Duration = Field(default=10.0, validate_default=True)
 
     @property
     def deadline(self) -> float:
@@ -164,8 +179,8 @@ class PingSettings(Section):
 class TcpSettings(Section):
     enabled: bool = True
     connect_timeout: Duration = 2.0
-    max_ports: int = Field(default=8, ge=1, le=64)
-    interval: Duration = 30.0
+    max_ports: Count = Field(default=8, ge=1, le=64)
+    interval: Duration = Field(default=30.0, validate_default=True)
 
     @property
     def deadline(self) -> float:
@@ -190,6 +205,7 @@ class ProbeSettings(Section):
     ping: PingSettings = PingSettings()
     tcp: TcpSettings = TcpSettings()
     jitter: float = Field(
+        allow_inf_nan=False,
         default=0.1,
         ge=0.0,
         le=0.5,
@@ -202,10 +218,12 @@ class ProbeSettings(Section):
 
 
 class MatrixSettings(Section):
-    loss_window: int = Field(
+    loss_window: Count = Field(
         default=10, ge=1, le=1000, description="Ping runs kept per pair."
     )
-    degraded_loss_ratio: float = Field(default=0.05, gt=0.0, le=1.0)
+    degraded_loss_ratio: float = Field(
+        default=0.05, gt=0.0, le=1.0, allow_inf_nan=False
+    )
 
 
 class HttpSettings(Section):
@@ -228,9 +246,13 @@ class LogSettings(Section):
 
 
 # Durations that may be zero ("fire at once").
-Wait = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Wait = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0, le=_DAY, allow_inf_nan=False)
+]
 # A ratio, or a duration for latency thresholds ("100ms").
-Threshold = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Threshold = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0, le=_DAY, allow_inf_nan=False)
+]
 
 
 class AlertRule(Section):
@@ -311,7 +333,7 @@ class AlertRules(Section):
 class WebhookSettings(Section):
     url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     timeout: Duration = 5.0
-    retries: int = Field(default=3, ge=0, le=10)
+    retries: Count = Field(default=3, ge=0, le=10)
 
 
 class AlertmanagerSettings(Section):
@@ -331,7 +353,7 @@ class AlertSettings(Section):
     # Pairs of a container that just started, stopped, restarted, paused or
     # unpaused raise no alert for this long.
     grace_period: Wait = 60.0
-    max_notifications_per_minute: int = Field(default=60, ge=1)
+    max_notifications_per_minute: Count = Field(default=60, ge=1)
     # Where alerts link to (generatorURL); default http://HOSTNAME:PORT.
     external_url: str | None = None
     webhooks: tuple[WebhookSettings, ...] = ()
@@ -389,31 +411,58 @@ class _FileSource(PydanticBaseSettingsSource):
         return self._values
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Reads the YAML file; an empty file is an empty configuration."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+def _shape_problems(
+    model: type[BaseModel],
+    values: Mapping[Any, Any],
+    path: KeyPath,
+    where: Callable[[KeyPath], str],
+) -> list[str]:
+    """Keys that are not words, and sections that are not mappings, with their
+    lines: checked on the file alone, before layers are merged, so that a flag
+    cannot hide a broken section."""
+    problems = []
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    for key, value in values.items():
+        location = (*path, str(key))
+        dotted = ".".join(map(str, location))
+        if not isinstance(key, str):
+            problems.append(
+                f"{where(location)}: {dotted}: keys must be words, not {key!r}"
+            )
+            continue
+        field = fields.get(key)
+        section = field.annotation if field is not None else None
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            if isinstance(value, dict):
+                problems += _shape_problems(section, value, location, where)
+            else:
+                problems.append(
+                    f"{where(location)}: {dotted}: must be a mapping of settings"
+                )
+    return problems
 
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: not valid YAML: {problem}"]) from exc
 
+def read_config_file(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """Reads the YAML file and the line of every key; empty means no settings."""
+    values, lines = read_yaml(path)
     if values is None:
-        return {}
+        return {}, lines
     if not isinstance(values, dict):
         raise ConfigError(
             [
-                f"{path}: the top level must be a mapping of sections, "
+                f"{path}:1: the top level must be a mapping of sections, "
                 f"not {type(values).__name__}"
             ]
         )
-    return values
+
+    def where(location: KeyPath) -> str:
+        line = line_of(lines, location)
+        return f"{path}:{line}" if line else str(path)
+
+    problems = _shape_problems(Config, values, (), where)
+    if problems:
+        raise ConfigError(problems)
+    return values, lines
 
 
 def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
@@ -445,14 +494,21 @@ def check_environment(environ: Mapping[str, str]) -> None:
         )
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _describe(
+    error: Mapping[str, Any], lines: Mapping[KeyPath, int], path: Path | None
+) -> str:
+    """One problem: the key, where the file sets it (if it does), and what."""
+    location: KeyPath = tuple(error["loc"])
+    key = ".".join(str(part) for part in location) or "(top level)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     elif not isinstance(error.get("input"), dict | list | type(None)):
-        message = f"{message} (got {error['input']!r})"
-    return f"{key}: {message}"
+        message = f"{message} (got {shorten(str(error['input']))})"
+    line = lines.get(
+        tuple(str(part) if not isinstance(part, int) else part for part in location)
+    )
+    return f"{key}: {message}" + (f" ({path}:{line})" if line and path else "")
 
 
 def load_config(
@@ -465,10 +521,11 @@ def load_config(
 
     `overrides` is nested like the file (`{"http": {"listen": ":9999"}}`);
     `defaults`, nested the same way, replace built-in defaults for one command.
-    Raises ConfigError naming every faulty key.
+    Raises ConfigError naming every faulty key, with its line when the file
+    sets it.
     """
     check_environment(os.environ)
-    file_values = read_config_file(path) if path is not None else {}
+    file_values, lines = read_config_file(path) if path is not None else ({}, {})
 
     class _Layered(Config):
         @classmethod
@@ -489,10 +546,10 @@ def load_config(
 
     try:
         layered = _Layered(**dict(overrides or {}))
+        # Validated again as a plain Config: checks on defaults run here too.
+        return Config.model_validate(layered.model_dump(by_alias=True))
     except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+        raise ConfigError([_describe(e, lines, path) for e in exc.errors()]) from exc
     except SettingsError as exc:
         # pydantic-settings could not decode a NETWATCH_* variable.
         raise ConfigError([f"environment: {exc}"]) from exc
-
-    return Config.model_validate(layered.model_dump(by_alias=True))

@@ -212,7 +212,7 @@ def container_from_inspect(
     exposed = _exposed_tcp_ports(config)
     problems: tuple[str, ...] = ()
     probe_ports = exposed
-    if LABEL_PORTS in labels:
+    if labels.get(LABEL_PORTS, "").strip():
         probe_ports, problems = parse_ports_label(labels[LABEL_PORTS])
     if LABEL_ENABLE in labels and parse_bool_label(labels[LABEL_ENABLE]) is None:
         shown = shorten(labels[LABEL_ENABLE])

@@ -114,6 +114,10 @@ class Discovery:
         self.synced = asyncio.Event()
 
     @property
+    def metrics(self) -> SelfMetrics:
+        return self._metrics
+
+    @property
     def settings(self) -> DiscoverySettings:
         return self._settings
 
@@ -163,11 +167,14 @@ class Discovery:
                     )
             # The first listing is news even when it finds nothing.
             changed = fresh != self._all or not self.synced.is_set()
-            self._all = fresh
+            before, self._all = self._all, fresh
         self._mark_engine(up=True)
         self.synced.set()
         if changed:
-            for info in fresh.values():
+            for info in filter(self._watched, fresh.values()):
+                known = before.get(info.id)
+                if known is not None and known.labels == info.labels:
+                    continue  # its label problems were reported already
                 for problem in info.label_problems:
                     log.warning(
                         "discovery.label_ignored", container=info.name, reason=problem
@@ -213,8 +220,8 @@ class Discovery:
     async def _resync_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._settings.resync_interval)
-            if not self.engine_up:
-                continue
+            # Also while the engine is marked down: the event stream may be
+            # fine while a listing timed out, and only a listing says so.
             try:
                 await self.refresh_all()
             except DockerError as exc:
@@ -259,6 +266,7 @@ class Discovery:
             )
         except ContainerGoneError:
             inspect = None
+        self._mark_engine(up=True)
         async with self._lock:
             before = self._all.get(container_id)
             running = inspect is not None and (inspect.get("State") or {}).get(
@@ -279,24 +287,39 @@ class Discovery:
         self._log_change(before, after)
         self._on_change()
 
+    def _watched(self, info: ContainerInfo) -> bool:
+        return monitoring_decision(
+            info,
+            opt_in=self._settings.opt_in,
+            self_id=self._self_id,
+            include_self=self._settings.include_self,
+            match_labels=self._settings.match_labels,
+        )[0]
+
     def _log_change(
         self, before: ContainerInfo | None, after: ContainerInfo | None
     ) -> None:
+        """One INFO line per change of a monitored container; DEBUG for the
+        containers netwatch leaves alone."""
+        subject = after or before
+        if subject is None:
+            return
+        watched = self._watched(subject)
+        emit = log.info if watched else log.debug
         if before is None and after is not None:
-            log.info(
-                "discovery.container_added", container=after.name, id=after.short_id
-            )
-            for problem in after.label_problems:
-                log.warning(
-                    "discovery.label_ignored", container=after.name, reason=problem
-                )
+            emit("discovery.container_added", container=after.name, id=after.short_id)
+            if watched:
+                for problem in after.label_problems:
+                    log.warning(
+                        "discovery.label_ignored", container=after.name, reason=problem
+                    )
         elif after is None and before is not None:
-            log.info(
+            emit(
                 "discovery.container_removed", container=before.name, id=before.short_id
             )
         elif before is not None and after is not None:
             if before.name != after.name:
-                log.info(
+                emit(
                     "discovery.container_renamed",
                     container=after.name,
                     previous=before.name,
@@ -307,9 +330,9 @@ class Discovery:
                     if after.paused
                     else "discovery.container_unpaused"
                 )
-                log.info(event, container=after.name)
+                emit(event, container=after.name)
             if before.networks != after.networks:
-                log.info(
+                emit(
                     "discovery.networks_changed",
                     container=after.name,
                     networks=[a.network for a in after.networks],

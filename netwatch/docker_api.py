@@ -121,7 +121,7 @@ class DockerClient:
                     total=self._request_timeout, connect=self._request_timeout
                 ),
             )
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # aiodocker raises what its connectors raise
             raise EngineUnavailableError(f"no usable Docker address: {exc}") from exc
         return self
 

@@ -13,7 +13,7 @@ from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
 from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
-from netwatch.pairs import PairPlan, plan_pairs
+from netwatch.pairs import PairPlan, hold_pairs, plan_pairs
 from netwatch.policy import Policy
 from netwatch.probes.exec_engine import ExecEngine
 from netwatch.scheduler import enabled_kinds, probe_once
@@ -28,16 +28,8 @@ def _client(config: Config) -> DockerClient:
 
 
 async def _plan(
-    client: DockerClient, config: Config, policy: Policy | None, metrics: SelfMetrics
+    discovery: Discovery, config: Config, policy: Policy | None
 ) -> tuple[PairPlan, Mapping[str, ContainerInfo]]:
-    await client.version()
-    discovery = Discovery(
-        client,
-        config.discovery,
-        metrics=metrics,
-        on_change=lambda: None,
-        self_id=own_container_id(),
-    )
     await discovery.refresh_all()
     monitored = discovery.monitored()
     plan = plan_pairs(
@@ -56,9 +48,8 @@ async def expectations(
 
     Raises DockerError when the engine cannot be used.
     """
-    metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
     async with _client(config) as client:
-        return await _plan(client, config, policy, metrics)
+        return await _plan(_discovery(client, config), config, policy)
 
 
 async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnapshot:
@@ -66,11 +57,37 @@ async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnaps
 
     Raises DockerError when the engine cannot be used.
     """
-    metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
     async with _client(config) as client:
-        plan, monitored = await _plan(client, config, policy, metrics)
+        discovery = _discovery(client, config)
+        plan, monitored = await _plan(discovery, config, policy)
         matrix = ReachabilityMatrix(config.matrix)
         matrix.set_plan(plan, monitored)
-        engine = ExecEngine(client, config.probes, metrics=metrics)
+        engine = ExecEngine(client, config.probes, metrics=discovery.metrics)
         await probe_once(engine, matrix, plan, monitored, enabled_kinds(config.probes))
+
+        # A container that stopped during the round is not a network fault:
+        # its pairs are shown as not measured, whatever the probes saw.
+        await discovery.refresh_all()
+        now = discovery.containers
+        changed = {
+            container_id
+            for container_id, info in monitored.items()
+            if container_id not in now
+            or now[container_id].paused != info.paused
+            or now[container_id].started_at != info.started_at
+        }
+        if changed:
+            reason = "a container stopped, restarted or paused during the round"
+            plan = hold_pairs(plan, changed, reason)
+        matrix.set_plan(plan, monitored)
         return matrix.snapshot()
+
+
+def _discovery(client: DockerClient, config: Config) -> Discovery:
+    return Discovery(
+        client,
+        config.discovery,
+        metrics=SelfMetrics(CollectorRegistry(auto_describe=False)),
+        on_change=lambda: None,
+        self_id=own_container_id(),
+    )

@@ -24,7 +24,7 @@ What the topology says to expect:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
@@ -206,4 +206,22 @@ def plan_pairs(
         pairs=MappingProxyType(pairs),
         by_source=MappingProxyType({src: tuple(p) for src, p in by_source.items()}),
         unaddressable=MappingProxyType(unaddressable),
+    )
+
+
+def hold_pairs(plan: PairPlan, containers: set[str], reason: str) -> PairPlan:
+    """The plan with every pair of `containers` held (not measured) for `reason`."""
+    pairs = {
+        key: replace(pair, hold=reason)
+        if (pair.src in containers or pair.dst in containers)
+        else pair
+        for key, pair in plan.pairs.items()
+    }
+    by_source: dict[str, list[PlannedPair]] = {}
+    for pair in pairs.values():
+        by_source.setdefault(pair.src, []).append(pair)
+    return PairPlan(
+        pairs=MappingProxyType(pairs),
+        by_source=MappingProxyType({src: tuple(p) for src, p in by_source.items()}),
+        unaddressable=plan.unaddressable,
     )

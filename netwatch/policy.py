@@ -33,9 +33,16 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from netwatch.containers import ContainerInfo
@@ -44,6 +51,15 @@ from netwatch.validation import shorten
 from netwatch.yamlfile import KeyPath, line_of, read_yaml
 
 ANY = "*"
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a port number")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=1, le=65535)]
 
 
 class _Strict(BaseModel):
@@ -71,16 +87,19 @@ class GroupSpec(_Strict):
             return False
         if not (self.names or self.services):
             return True
-        service = info.compose_service or ""
-        return any(fnmatch.fnmatchcase(info.name, p) for p in self.names) or any(
+        service = info.compose_service
+        by_name = any(fnmatch.fnmatchcase(info.name, p) for p in self.names)
+        # A container outside Compose has no service for a glob to match.
+        by_service = service is not None and any(
             fnmatch.fnmatchcase(service, p) for p in self.services
         )
+        return by_name or by_service
 
 
 class EdgeSpec(_Strict):
     sources: tuple[str, ...] = Field(alias="from")
     destinations: tuple[str, ...] = Field(alias="to")
-    ports: tuple[int, ...] = ()
+    ports: tuple[Port, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -93,13 +112,6 @@ class EdgeSpec(_Strict):
                 for key, value in data.items()
             }
         return data
-
-    @model_validator(mode="after")
-    def _ports_in_range(self) -> EdgeSpec:
-        for port in self.ports:
-            if not 1 <= port <= 65535:
-                raise ValueError(f"port {port} is out of range 1-65535")
-        return self
 
 
 class RuleSpec(_Strict):

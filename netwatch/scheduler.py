@@ -27,7 +27,14 @@ from netwatch.containers import ContainerInfo
 from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import PairPlan, PlannedPair
-from netwatch.probes.outcome import ProbeKind, ProbeRequest, ProbeResult
+from netwatch.probes.outcome import (
+    Outcome,
+    ProbeKind,
+    ProbeRequest,
+    ProbeResult,
+    Reason,
+    first_line,
+)
 
 log = structlog.get_logger("netwatch.scheduler")
 
@@ -104,6 +111,34 @@ def record_results(
         matrix.record(src, kind, [r for r in results if r.probe is kind])
 
 
+async def measure(
+    engine: ProbeEngine, src: ContainerInfo, requests: list[ProbeRequest]
+) -> list[ProbeResult]:
+    """The engine's results, or, should the engine itself fail (a bug),
+    every request marked as not measured with the reason: never nothing."""
+    try:
+        return await engine.probe_source(src, requests)
+    except Exception as exc:
+        log.exception("scheduler.run_failed", src=src.name)
+        detail = first_line(f"netwatch failed to probe: {type(exc).__name__}: {exc}")
+        now = time.time()
+        return [
+            ProbeResult(
+                probe=request.probe,
+                src=src.id,
+                dst=request.dst,
+                address=request.address,
+                network=request.network,
+                port=request.port,
+                outcome=Outcome.UNMEASURED,
+                reason=Reason.EXEC_FAILED,
+                detail=detail,
+                at=now,
+            )
+            for request in requests
+        ]
+
+
 async def probe_once(
     engine: ProbeEngine,
     matrix: ReachabilityMatrix,
@@ -116,9 +151,7 @@ async def probe_once(
     kinds = list(kinds)
 
     async def one(src_id: str, pairs: tuple[PlannedPair, ...]) -> None:
-        results = await engine.probe_source(
-            containers[src_id], requests_for(pairs, kinds)
-        )
+        results = await measure(engine, containers[src_id], requests_for(pairs, kinds))
         record_results(matrix, src_id, kinds, results)
 
     async with asyncio.TaskGroup() as tasks:
@@ -358,12 +391,7 @@ class Scheduler:
         self._inflight += 1
         self._idle.clear()
         try:
-            results = await self._engine.probe_source(info, requests_for(pairs, kinds))
-        except Exception:
-            # A bug must not stop the other sources, nor this one next round.
-            log.exception("scheduler.run_failed", src=info.name)
-            self._metrics.errors.labels(kind="run_failed").inc()
-            return
+            results = await measure(self._engine, info, requests_for(pairs, kinds))
         finally:
             self._inflight -= 1
             if self._inflight == 0:

@@ -207,6 +207,9 @@ class AlertmanagerNotifier:
         for transition in transitions:
             if transition.kind == "resolved":
                 self._resolved[transition.alert.key] = transition.alert
+        for alert in self._firing:
+            # Firing again: a resolution not yet delivered must not end it.
+            self._resolved.pop(alert.key, None)
         if transitions:
             self._wake.set()
 

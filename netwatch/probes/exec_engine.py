@@ -38,8 +38,8 @@ from netwatch.probes.outcome import (
 )
 from netwatch.probes.ping import parse_ping_output, ping_argv
 from netwatch.probes.script import (
-    TOOLBOX_DONE,
     NO_SHELL,
+    TOOLBOX_DONE,
     Job,
     JobOutput,
     RunnerOutput,

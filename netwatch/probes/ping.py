@@ -220,7 +220,8 @@ def parse_ping_output(stdout: str, stderr: str, exit_code: int | None) -> PingPa
     samples = tuple(float(m.group(1)) for m in replies)
     rtt = _RTT.search(stdout)
     if received > 0 and rtt is None:
-        detail = f"{received} replies but no round-trip line: {first_line(stats_match.group(0))}"
+        summary = first_line(stats_match.group(0))
+        detail = f"{received} replies but no round-trip line: {summary}"
         return PingParse(Reason.PARSE_ERROR, detail, variant, family, target)
 
     reason = None

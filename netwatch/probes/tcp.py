@@ -74,7 +74,8 @@ _REFUSED = re.compile(r"connection refused", re.IGNORECASE)
 # "timed out" (OpenBSD, BusyBox) or Ncat's closing "TIMEOUT."
 _TIMEOUT = re.compile(r"\btimed out\b|\btimeout\.?\s*$", re.IGNORECASE)
 _NO_ROUTE = re.compile(
-    r"no route to host|network is unreachable|host is unreachable|operation not permitted",
+    r"no route to host|network is unreachable|host is unreachable"
+    r"|operation not permitted",
     re.IGNORECASE,
 )
 _PERMISSION = re.compile(r"permission denied", re.IGNORECASE)

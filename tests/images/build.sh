@@ -6,6 +6,8 @@
 #                            netcat-openbsd nc, iperf3: a full toolbox
 #   netwatch-test/busybox    BusyBox only: its ping format, its nc without -z
 #   netwatch-test/ncat       sh and Nmap's ncat installed as nc
+#   netwatch-test/liar       dash and BusyBox, whose ping and nc misbehave on
+#                            request
 #   netwatch-test/distroless one static sleeper: no shell, no tools
 #
 # Needs: docker, gcc with static glibc, and the Debian packages dash,
@@ -60,6 +62,18 @@ copy_with_libs "$root" /bin/dash sh
 copy_with_libs "$root" /bin/sleep
 copy_with_libs "$root" /usr/bin/ncat nc
 import_dir "$root" netwatch-test/ncat:latest
+
+# A `ping` and an `nc` that lie, hang or flood when asked (LIAR=...). The
+# shell is dash: BusyBox's own sh would run its built-in ping instead.
+root=$work/liar
+copy_with_libs "$root" /bin/dash sh
+install -D -m 0755 /bin/busybox "$root/bin/busybox"
+for applet in sleep date cat basename; do
+    ln -s busybox "$root/bin/$applet"
+done
+install -m 0755 "$here/liar.sh" "$root/bin/ping"
+install -m 0755 "$here/liar.sh" "$root/bin/nc"
+import_dir "$root" netwatch-test/liar:latest
 
 root=$work/distroless
 install -D -m 0755 "$work/sleeper" "$root/sleeper"

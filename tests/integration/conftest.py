@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ("tools", "busybox", "ncat", "distroless")
+IMAGES = ("tools", "busybox", "ncat", "liar", "distroless")
 REQUIRE_DOCKER = os.environ.get("NETWATCH_REQUIRE_DOCKER") == "1"
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -219,7 +219,7 @@ def test_no_alert_during_a_restart_grace_period(lab, start_daemon, tmp_path):
 def test_a_failing_webhook_never_holds_up_probing(lab, start_daemon, mode):
     """A receiver answering 500, or never answering, gets a bounded number of
     tries per notification while rounds go on as usual."""
-    web, api, db = three_tier(lab)
+    _web, _api, db = three_tier(lab)
     lab.in_netns(db, "iptables", "-A", "INPUT", "-j", "DROP")
     with WebhookReceiver(mode) as hook:
         daemon = start_daemon(receivers_env(webhooks=[hook], alertmanager=None))

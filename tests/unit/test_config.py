@@ -203,20 +203,20 @@ def test_bad_environment_value_names_its_key(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("text", "key"),
+    ("text", "key", "line"),
     [
-        ("probes:\n  tcp:\n    intervall: 5s\n", "probes.tcp.intervall"),
-        ("htttp:\n  listen: ':1'\n", "htttp"),
-        ("log:\n  level: info\n  colour: true\n", "log.colour"),
+        ("probes:\n  tcp:\n    intervall: 5s\n", "probes.tcp.intervall", 3),
+        ("htttp:\n  listen: ':1'\n", "htttp", 1),
+        ("log:\n  level: info\n  colour: true\n", "log.colour", 3),
     ],
 )
-def test_unknown_key_in_the_file_is_an_error(tmp_path, text, key):
-    """A typo in the file is named, not silently ignored."""
+def test_unknown_key_in_the_file_is_an_error(tmp_path, text, key, line):
+    """A typo in the file is named, with its line, not silently ignored."""
     path = write(tmp_path, text)
 
     found = problems(path=path)
 
-    assert found == [f"{key}: unknown key"]
+    assert found == [f"{key}: unknown key ({path}:{line})"]
 
 
 def test_unknown_netwatch_variable_is_an_error(monkeypatch):
@@ -294,7 +294,7 @@ def test_top_level_list_is_refused(tmp_path):
 
     found = problems(path=path)
 
-    assert found == [f"{path}: the top level must be a mapping of sections, not list"]
+    assert found == [f"{path}:1: the top level must be a mapping of sections, not list"]
 
 
 def test_missing_file_is_reported(tmp_path):
@@ -359,3 +359,59 @@ def test_config_is_frozen():
 
     with pytest.raises(ValueError, match="frozen"):
         config.probes.ping.count = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("probes:\n  ping:\n    reply_timeout: .inf\n", "probes.ping.reply_timeout"),
+        ("probes:\n  ping:\n    interval: .inf\n", "probes.ping.interval"),
+        ("probes:\n  ping:\n    count: true\n", "probes.ping.count"),
+        ("probes:\n  ping:\n    count: 50\n", "probes.ping.interval"),
+        ("probes:\n  tcp:\n    connect_timeout: 40s\n", "probes.tcp.interval"),
+        ("1: 2\n", "keys must be words"),
+        ("docker: 5\n", "docker: must be a mapping"),
+        ("docker:\n  host: ssh://me@127.0.0.1\n", "docker.host"),
+        ("docker:\n  host: garbage\n", "docker.host"),
+    ],
+    ids=[
+        "inf-timeout",
+        "inf-interval",
+        "bool-count",
+        "count-vs-default-interval",
+        "timeout-vs-default-interval",
+        "number-key",
+        "scalar-section",
+        "ssh-host",
+        "schemeless-host",
+    ],
+)
+def test_values_that_once_slipped_through_are_errors(tmp_path, text, expected):
+    """Infinite durations, booleans as counts, checks against default
+    intervals, non-word keys, scalar sections and engine addresses netwatch
+    cannot use are all reported, never a traceback."""
+    path = write(tmp_path, text)
+
+    found = problems(path=path)
+
+    assert any(expected in problem for problem in found), found
+
+
+def test_a_flag_cannot_hide_a_broken_section(tmp_path):
+    """`docker: 5` in the file is an error even when --docker-host is given."""
+    path = write(tmp_path, "docker: 5\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, {"docker": {"host": "unix:///var/run/docker.sock"}})
+
+    assert raised.value.problems == [f"{path}:1: docker: must be a mapping of settings"]
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    """Binary garbage as the config file is refused, naming the file."""
+    path = tmp_path / "netwatch.yaml"
+    path.write_bytes(b"\xff\xfe\x00garbage\x80")
+
+    found = problems(path=path)
+
+    assert found[0].startswith(f"{path}: cannot read")

@@ -125,7 +125,8 @@ def test_a_tools_own_words_never_pass_for_an_exec_failure():
     """Once the runner's records are there, 'exec failed' printed by a tool is
     that tool's output, not the engine failing to start the exec."""
     stdout = (
-        b"\n@@nw-abc j0 60 - -\nping: exec failed: no such file or directory\x1f2\x1f\x1f0"
+        b"\n@@nw-abc j0 60 - -\n"
+        b"ping: exec failed: no such file or directory\x1f2\x1f\x1f0"
         b"\n@@end-abc j0\n\n@@done-abc\n"
     )
 

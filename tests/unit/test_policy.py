@@ -424,11 +424,6 @@ def test_group_matching(spec, info, matches):
     assert group.matches(info) is matches
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a services glob matches a container without a Compose service "
-    "(policy.py GroupSpec.matches uses '' for it, and '*' matches '')",
-)
 def test_service_glob_does_not_match_a_container_outside_compose():
     """A container with no Compose service is in no group defined by services,
     just as a missing label matches no label glob."""
@@ -654,11 +649,6 @@ def test_port_out_of_range_is_refused(tmp_path, port):
     assert re.match(where, found[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an out-of-range port is reported under the rule's `allow` key "
-    "and its line, not under `ports` (policy.py EdgeSpec._ports_in_range)",
-)
 def test_port_out_of_range_names_the_port_and_its_line(tmp_path):
     """The problem points at the bad port itself: rules.0.allow.ports.1 on
     the line of `ports`, like every other bad port value."""
@@ -674,11 +664,6 @@ def test_port_out_of_range_names_the_port_and_its_line(tmp_path):
     assert found[0].startswith(f"{path}:7: rules.0.allow.ports.1: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a YAML boolean is taken as port 1 (policy.py EdgeSpec.ports "
-    "is a lax int; `yes` or `true` become 1)",
-)
 def test_boolean_is_not_a_port(tmp_path):
     """`ports: [true]` is a wrong type, not port 1."""
     path = write(

@@ -11,7 +11,6 @@ from netwatch.probes.script import (
 )
 from netwatch.probes.tcp import NcVariant
 
-
 NONCE = "0123abcd0123abcd"
 
 
