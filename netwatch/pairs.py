@@ -199,13 +199,19 @@ def plan_pairs(
                 port_expectations=port_expectations,
             )
 
+    return _plan_of(pairs, unaddressable)
+
+
+def _plan_of(
+    pairs: dict[PairKey, PlannedPair], unaddressable: Mapping[PairKey, str]
+) -> PairPlan:
     by_source: dict[str, list[PlannedPair]] = {}
     for pair in pairs.values():
         by_source.setdefault(pair.src, []).append(pair)
     return PairPlan(
         pairs=MappingProxyType(pairs),
         by_source=MappingProxyType({src: tuple(p) for src, p in by_source.items()}),
-        unaddressable=MappingProxyType(unaddressable),
+        unaddressable=MappingProxyType(dict(unaddressable)),
     )
 
 
@@ -217,11 +223,4 @@ def hold_pairs(plan: PairPlan, containers: set[str], reason: str) -> PairPlan:
         else pair
         for key, pair in plan.pairs.items()
     }
-    by_source: dict[str, list[PlannedPair]] = {}
-    for pair in pairs.values():
-        by_source.setdefault(pair.src, []).append(pair)
-    return PairPlan(
-        pairs=MappingProxyType(pairs),
-        by_source=MappingProxyType({src: tuple(p) for src, p in by_source.items()}),
-        unaddressable=plan.unaddressable,
-    )
+    return _plan_of(pairs, plan.unaddressable)

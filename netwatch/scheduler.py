@@ -28,12 +28,12 @@ from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import PairPlan, PlannedPair
 from netwatch.probes.outcome import (
-    Outcome,
     ProbeKind,
     ProbeRequest,
     ProbeResult,
     Reason,
     first_line,
+    unmeasured,
 )
 
 log = structlog.get_logger("netwatch.scheduler")
@@ -121,22 +121,7 @@ async def measure(
     except Exception as exc:
         log.exception("scheduler.run_failed", src=src.name)
         detail = first_line(f"netwatch failed to probe: {type(exc).__name__}: {exc}")
-        now = time.time()
-        return [
-            ProbeResult(
-                probe=request.probe,
-                src=src.id,
-                dst=request.dst,
-                address=request.address,
-                network=request.network,
-                port=request.port,
-                outcome=Outcome.UNMEASURED,
-                reason=Reason.EXEC_FAILED,
-                detail=detail,
-                at=now,
-            )
-            for request in requests
-        ]
+        return [unmeasured(src.id, r, Reason.EXEC_FAILED, detail) for r in requests]
 
 
 async def probe_once(

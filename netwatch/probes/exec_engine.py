@@ -28,13 +28,13 @@ from netwatch.errors import (
 )
 from netwatch.metrics import SelfMetrics
 from netwatch.probes.outcome import (
-    Outcome,
     ProbeKind,
     ProbeRequest,
     ProbeResult,
     Reason,
     first_line,
     outcome_for,
+    unmeasured,
 )
 from netwatch.probes.ping import parse_ping_output, ping_argv
 from netwatch.probes.script import (
@@ -131,12 +131,12 @@ class ExecEngine:
             toolbox = await self._toolbox(src)
         except _ExecUnusable as unusable:
             return [
-                _unmeasured(src.id, r, unusable.reason, unusable.detail)
+                unmeasured(src.id, r, unusable.reason, unusable.detail)
                 for r in requests
             ]
         if not toolbox.shell:
             return [
-                _unmeasured(src.id, r, Reason.TOOL_MISSING, toolbox.notes[0])
+                unmeasured(src.id, r, Reason.TOOL_MISSING, toolbox.notes[0])
                 for r in requests
             ]
 
@@ -170,7 +170,7 @@ class ExecEngine:
             )
         except _ExecUnusable as unusable:
             return results + [
-                _unmeasured(src.id, request, unusable.reason, unusable.detail)
+                unmeasured(src.id, request, unusable.reason, unusable.detail)
                 for request, _ in jobs.values()
             ]
 
@@ -179,7 +179,7 @@ class ExecEngine:
             if failure[0] is Reason.TOOL_MISSING:
                 self._remember(src.id, NO_SHELL)
             return results + [
-                _unmeasured(src.id, request, *failure) for request, _ in jobs.values()
+                unmeasured(src.id, request, *failure) for request, _ in jobs.values()
             ]
 
         runner = parse_runner_output(output.stdout, output.stderr, nonce)
@@ -190,7 +190,7 @@ class ExecEngine:
             except (ValueError, OverflowError) as exc:
                 # A parser met something it did not foresee: this job only.
                 detail = f"unreadable tool output: {type(exc).__name__}: {exc}"
-                result = _unmeasured(
+                result = unmeasured(
                     src.id, request, Reason.PARSE_ERROR, first_line(detail)
                 )
             if result.reason is Reason.TOOL_UNSUPPORTED_OPTION:
@@ -215,7 +215,7 @@ class ExecEngine:
         tool = "ping" if request.probe is ProbeKind.PING else "nc"
         notes = [note for note in toolbox.notes if note.startswith(f"{tool}:")]
         detail = notes[-1] if notes else f"no {tool} in the container"
-        return _unmeasured("", request, Reason.TOOL_MISSING, detail)
+        return unmeasured("", request, Reason.TOOL_MISSING, detail)
 
     def _interpret(
         self,
@@ -229,7 +229,7 @@ class ExecEngine:
         record = runner.records.get(job_id)
         if record is None:
             reason, detail = _missing_record(job_id, runner, output)
-            return _unmeasured(src.id, request, reason, detail)
+            return unmeasured(src.id, request, reason, detail)
         if request.probe is ProbeKind.PING:
             return _ping_result(src.id, request, record, now)
         return _tcp_result(src.id, request, record, now)
@@ -347,23 +347,6 @@ def _missing_record(
     return (
         Reason.EXEC_FAILED,
         f"no result (exit {output.exit_code}): {stderr or 'no output'}",
-    )
-
-
-def _unmeasured(
-    src: str, request: ProbeRequest, reason: Reason, detail: str
-) -> ProbeResult:
-    return ProbeResult(
-        probe=request.probe,
-        src=src,
-        dst=request.dst,
-        address=request.address,
-        network=request.network,
-        port=request.port,
-        outcome=Outcome.UNMEASURED,
-        reason=reason,
-        detail=detail,
-        at=time.time(),
     )
 
 

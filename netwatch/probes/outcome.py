@@ -8,6 +8,7 @@ Could-not-measure is never folded into unreachable.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -127,3 +128,21 @@ class ProbeRequest:
     address: str
     network: str | None
     port: int | None = None
+
+
+def unmeasured(
+    src: str, request: ProbeRequest, reason: Reason, detail: str
+) -> ProbeResult:
+    """The result for a request netwatch could not measure, and why."""
+    return ProbeResult(
+        probe=request.probe,
+        src=src,
+        dst=request.dst,
+        address=request.address,
+        network=request.network,
+        port=request.port,
+        outcome=Outcome.UNMEASURED,
+        reason=reason,
+        detail=detail,
+        at=time.time(),
+    )
