@@ -224,6 +224,8 @@ class _PairRecord:
 
     def __init__(self, plan: PlannedPair, now: float, window: int) -> None:
         self.plan = plan
+        # Runs that started before this answered an older question.
+        self.valid_from = now
         self.windows: dict[ProbeKind, deque[tuple[int, int]]] = {
             ProbeKind.PING: deque(maxlen=window)
         }
@@ -280,6 +282,7 @@ class ReachabilityMatrix:
                 if remeasure:
                     # Old results answer another question (other addresses, or
                     # another topology): judge nothing until measured again.
+                    record.valid_from = now
                     for window in record.windows.values():
                         window.clear()
                     probes = {
@@ -292,9 +295,18 @@ class ReachabilityMatrix:
         self._changed_at = now
 
     def record(
-        self, src: str, probe: ProbeKind, results: Sequence[ProbeResult]
+        self,
+        src: str,
+        probe: ProbeKind,
+        results: Sequence[ProbeResult],
+        started_at: float | None = None,
     ) -> None:
-        """Takes one run's results of `probe` from `src`, for every pair."""
+        """Takes one run's results of `probe` from `src`, for every pair.
+
+        Results of a run that started before a pair's expectation or
+        addresses last changed are dropped for that pair: they measured the
+        old topology.
+        """
         now = self._clock()
         by_dst: dict[str, list[ProbeResult]] = {}
         for result in results:
@@ -316,6 +328,8 @@ class ReachabilityMatrix:
             record = self._records.get((src, dst))
             if record is None:
                 continue  # the pair left the plan while it was being probed
+            if started_at is not None and started_at < record.valid_from:
+                continue
             probes = dict(record.view.probes)
             probes[probe] = self._probe_view(record, probe, pair_results, now)
             self._judge(record, probes, now)

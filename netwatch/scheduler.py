@@ -105,10 +105,11 @@ def record_results(
     src: str,
     kinds: Iterable[ProbeKind],
     results: Sequence[ProbeResult],
+    started_at: float,
 ) -> None:
     """Hands one run's results to the matrix, kind by kind."""
     for kind in kinds:
-        matrix.record(src, kind, [r for r in results if r.probe is kind])
+        matrix.record(src, kind, [r for r in results if r.probe is kind], started_at)
 
 
 async def measure(
@@ -136,8 +137,9 @@ async def probe_once(
     kinds = list(kinds)
 
     async def one(src_id: str, pairs: tuple[PlannedPair, ...]) -> None:
+        started_at = time.time()
         results = await measure(engine, containers[src_id], requests_for(pairs, kinds))
-        record_results(matrix, src_id, kinds, results)
+        record_results(matrix, src_id, kinds, results, started_at)
 
     async with asyncio.TaskGroup() as tasks:
         for src_id, pairs in plan.by_source.items():
@@ -375,10 +377,11 @@ class Scheduler:
             return
         self._inflight += 1
         self._idle.clear()
+        started_at = time.time()
         try:
             results = await measure(self._engine, info, requests_for(pairs, kinds))
         finally:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
-        record_results(self._matrix, src, kinds, results)
+        record_results(self._matrix, src, kinds, results, started_at)

@@ -248,8 +248,11 @@ def test_topology_changes_are_never_judged_on_stale_results(lab, start_daemon):
 
     assert {verdict for _, _, verdict in seen} <= {"ok", "unmeasured"}, seen
     ping = daemon.pair(web, api)["probes"]["ping"]
-    assert ping["state"] == "reachable"
-    assert ping["loss_ratio"] == 0.0
+    assert ping["state"] in ("reachable", "degraded")
+    # The loss window holds only runs since the reconnect (2 echoes a run);
+    # the isolated spell's total loss is not carried back.
+    assert ping["window_sent"] <= 4, ping
+    assert ping["loss_ratio"] < 1.0
 
 
 def test_a_taken_port_is_a_clear_error(lab, start_daemon):

@@ -590,3 +590,22 @@ def test_snapshot_verdict_counts():
         Verdict.UNEXPECTED: 0,
         Verdict.UNMEASURED: 1,
     }
+
+
+def test_a_run_that_started_before_a_topology_change_is_not_recorded():
+    """Results of a run begun under the old expectation are dropped for the
+    pair whose expectation changed while the run was under way."""
+    clock = FakeClock(1000.0)
+    matrix = matrix_with(planned(expected=True), clock=clock)
+    clock.now = 1010.0
+    matrix.set_plan(plan_of(planned(expected=False)), {})
+
+    clock.now = 1012.0
+    matrix.record("a", ProbeKind.PING, [ping(received=0)], started_at=1009.0)
+    stale = matrix.snapshot().pairs[("a", "b")]
+    matrix.record("a", ProbeKind.PING, [ping(received=0)], started_at=1011.0)
+    fresh = matrix.snapshot().pairs[("a", "b")]
+
+    assert stale.verdict is Verdict.UNMEASURED
+    assert ProbeKind.PING not in stale.probes
+    assert fresh.verdict is Verdict.OK
