@@ -11,6 +11,7 @@ Pure: argv builders and output parsers only.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,13 @@ RUNNER_SCRIPT = resources.files("netwatch.probes").joinpath("runner.sh").read_te
 # The fields that end a record: US exit-code US stderr US length-of-stderr.
 _STDERR_LENGTH = re.compile(rb"\x1f(\d{1,9})\Z")
 _EXIT_CODE = re.compile(rb"\x1f(\d{1,3})\x1f\Z")
+
+
+def process_name() -> str:
+    """What the probe scripts are called inside containers (`$0`): it names
+    the netwatch process that started them, so `docker top` tells whose they
+    are when several netwatch instances watch one engine."""
+    return f"netwatch-{os.getpid()}"
 
 
 def new_nonce() -> str:
@@ -66,7 +74,7 @@ def runner_argv(
     jobs: Sequence[Job], *, watchdog_s: int, clock: bool, nonce: str
 ) -> list[str]:
     """`sh -c RUNNER netwatch WATCHDOG CLOCK NONCE [ID N ARGV...]...`."""
-    argv = ["sh", "-c", RUNNER_SCRIPT, "netwatch", str(watchdog_s)]
+    argv = ["sh", "-c", RUNNER_SCRIPT, process_name(), str(watchdog_s)]
     argv += ["date" if clock else "none", nonce]
     for job in jobs:
         argv += [job.id, str(len(job.argv)), *job.argv]
@@ -208,7 +216,7 @@ def unanswered(detail: str) -> Toolbox:
 
 
 def toolbox_argv(watchdog_s: int) -> list[str]:
-    return ["sh", "-c", TOOLBOX_SCRIPT, "netwatch", str(watchdog_s)]
+    return ["sh", "-c", TOOLBOX_SCRIPT, process_name(), str(watchdog_s)]
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from netwatch.probes.ping import PingVariant
 from netwatch.probes.script import (
     Job,
@@ -34,7 +36,16 @@ def test_values_travel_as_positional_parameters_never_as_script_text():
 
     assert argv[:2] == ["sh", "-c"]
     assert hostile not in argv[2]
-    assert argv[3:] == ["netwatch", "3", "none", NONCE, "j0", "2", "ping", hostile]
+    assert argv[3:] == [
+        f"netwatch-{os.getpid()}",
+        "3",
+        "none",
+        NONCE,
+        "j0",
+        "2",
+        "ping",
+        hostile,
+    ]
 
 
 def test_records_are_split_into_stdout_exit_code_and_stderr():
