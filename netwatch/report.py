@@ -99,6 +99,7 @@ def _pair(snapshot: MatrixSnapshot, pair: PairView) -> dict[str, Any]:
         "since": _when(pair.since),
         "changes": pair.changes,
         "hold": pair.hold,
+        "port_findings": list(pair.port_findings),
         "probes": {kind.value: _probe(view) for kind, view in pair.probes.items()},
     }
 
