@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.request
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="colour the table (default: when stdout is a terminal)",
     )
+    health = commands.add_parser(
+        "health",
+        help="ask a running daemon whether it is healthy (for HEALTHCHECK)",
+        description="GET /-/healthy (or /-/ready with --ready) from the daemon at "
+        "the configured http.listen address, on loopback when it listens on all "
+        "interfaces. Exit 0 when it answers 200, else 1.",
+    )
+    health.add_argument(
+        "-c", "--config", type=Path, metavar="FILE", help="YAML configuration file"
+    )
+    health.add_argument(
+        "--listen", metavar="[HOST]:PORT", help="the daemon's HTTP address"
+    )
+    health.add_argument("--ready", action="store_true", help="ask /-/ready instead")
+
     policy = commands.add_parser(
         "policy",
         help="show what is expected of every pair, with the policy applied",
@@ -133,15 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags that were given, nested like the configuration file."""
     given: dict[tuple[str, ...], Any] = {
-        ("docker", "host"): args.docker_host,
-        ("discovery", "opt_in"): args.opt_in,
-        ("discovery", "include_self"): args.include_self,
-        ("log", "level"): args.log_level,
-        ("log", "format"): args.log_format,
+        ("docker", "host"): getattr(args, "docker_host", None),
+        ("discovery", "opt_in"): getattr(args, "opt_in", None),
+        ("discovery", "include_self"): getattr(args, "include_self", None),
+        ("log", "level"): getattr(args, "log_level", None),
+        ("log", "format"): getattr(args, "log_format", None),
         ("http", "listen"): getattr(args, "listen", None),
+        ("policy",): getattr(args, "policy", None),
     }
-    if args.policy is not None:
-        given[("policy",)] = args.policy
     overrides: dict[str, Any] = {}
     for path, value in given.items():
         if value is None:
@@ -222,6 +237,21 @@ async def _show_policy(
     return EXIT_OK
 
 
+def _check_health(config: Config, ready: bool) -> int:
+    host, port = config.http.host_and_port
+    if host in (None, "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/-/{'ready' if ready else 'healthy'}"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            healthy = response.status == 200
+    except (OSError, ValueError) as exc:
+        print(f"netwatch: {url}: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_OK if healthy else 1
+
+
 def _report_config_error(exc: ConfigError, what: str) -> int:
     print(f"netwatch: invalid {what}:", file=sys.stderr)
     for problem in exc.problems:
@@ -247,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_config_error(exc, "policy")
 
     configure_logging(config.log)
+    if args.command == "health":
+        return _check_health(config, args.ready)
     if args.command == "run":
         return _run_async(_run_daemon(config, policy))
     if args.command == "matrix":

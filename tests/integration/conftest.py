@@ -9,6 +9,7 @@ it): then a missing engine fails them.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -16,8 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -100,15 +99,17 @@ class Lab:
     def run(
         self,
         short: str,
-        image: str = "tools",
+        image: str | None = "tools",
         *,
         networks: tuple[str, ...] = (),
         ports: str | None = None,
         labels: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
         command: tuple[str, ...] = ("sleep", "100000"),
+        full_image: str | None = None,
     ) -> str:
-        """Starts a container on `networks` (short names; none = default bridge)."""
+        """Starts a container on `networks` (short names; none = default
+        bridge), from netwatch-test/IMAGE or from `full_image`."""
         name = self.name(short)
         argv = ["run", "-d", "--name", name, "--label", self.label]
         for key, value in (labels or {}).items():
@@ -118,7 +119,7 @@ class Lab:
         if networks:
             first, *rest = networks
             argv += ["--network", self._network_arg(first)]
-        argv += [*options, f"netwatch-test/{image}", *command]
+        argv += [*options, full_image or f"netwatch-test/{image}", *command]
         self._containers.append(name)
         docker(*argv)
         for network in rest if networks else ():
@@ -179,6 +180,17 @@ def lab(docker_engine: None) -> Iterator[Lab]:
         lab.cleanup()
 
 
+def http_get(port: int, path: str, timeout: float = 10) -> tuple[int, str]:
+    """GET from loopback; the connection is closed whatever happens."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -218,13 +230,7 @@ class RunningDaemon:
         self.log_path = log_path
 
     def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}{path}", timeout=10
-            ) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        return http_get(self.port, path)
 
     def matrix(self) -> dict[str, Any]:
         status, body = self.get("/api/v1/matrix")
