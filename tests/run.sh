@@ -21,6 +21,6 @@ if docker info >/dev/null 2>&1; then
     bash tests/images/build.sh
 fi
 
-.venv/bin/ruff check netwatch tests benchmarks
+.venv/bin/ruff check netwatch tests benchmarks grafana
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"
