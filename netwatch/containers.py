@@ -88,6 +88,9 @@ class ContainerInfo:
     health: str | None
     started_at: str
     label_problems: tuple[str, ...] = field(default=())
+    # A task on another swarm node, seen on an overlay network: a destination
+    # only, since netwatch cannot exec in it from here.
+    remote: bool = False
 
     @property
     def short_id(self) -> str:
@@ -237,6 +240,56 @@ def container_from_inspect(
     )
 
 
+def remote_tasks(network: Mapping[str, Any], info: NetworkInfo) -> list[ContainerInfo]:
+    """Tasks on other nodes, from a swarm network's verbose inspect.
+
+    Every task (service tasks, and plain containers under the service "")
+    is listed with its endpoint; the ones whose endpoint is not among the
+    network's local containers run on other nodes.
+    """
+    local_endpoints = {
+        str((container or {}).get("EndpointID") or "")
+        for container in (network.get("Containers") or {}).values()
+    }
+    found = []
+    for service in (network.get("Services") or {}).values():
+        for task in (service or {}).get("Tasks") or ():
+            endpoint = str(task.get("EndpointID") or "")
+            address = _valid_ip(task.get("EndpointIP"))
+            if not endpoint or endpoint in local_endpoints or address is None:
+                continue
+            node = str((task.get("Info") or {}).get("Host IP") or "")
+            attachment = NetworkAttachment(
+                network=info.name,
+                network_id=info.id,
+                driver=info.driver,
+                internal=info.internal,
+                icc=info.icc,
+                ipv4=address if ":" not in address else None,
+                ipv6=address if ":" in address else None,
+                aliases=(),
+            )
+            found.append(
+                ContainerInfo(
+                    id=f"remote-{endpoint}",
+                    name=str(task.get("Name") or endpoint[:12]),
+                    image="",
+                    labels=MappingProxyType({"netwatch.node": node} if node else {}),
+                    network_mode=NetworkMode.USER_DEFINED,
+                    network_mode_target=None,
+                    networks=(attachment,),
+                    exposed_tcp_ports=(),
+                    probe_ports=(),
+                    paused=False,
+                    pid=0,
+                    health=None,
+                    started_at="",
+                    remote=True,
+                )
+            )
+    return found
+
+
 def network_from_list_entry(entry: Mapping[str, Any]) -> NetworkInfo:
     options = entry.get("Options") or {}
     icc = parse_bool_label(options.get("com.docker.network.bridge.enable_icc"))
@@ -261,6 +314,8 @@ def monitoring_decision(
     """Whether netwatch watches this container, and why."""
     if self_id is not None and info.id == self_id and not include_self:
         return False, "netwatch's own container"
+    if info.remote and (opt_in or match_labels):
+        return False, "on another node: its labels cannot be seen from here"
     for key, value in (match_labels or {}).items():
         if info.labels.get(key) != value:
             return False, f"not labelled {key}={value}"

@@ -29,9 +29,10 @@ from netwatch.containers import (
     container_from_inspect,
     monitoring_decision,
     network_from_list_entry,
+    remote_tasks,
 )
 from netwatch.docker_api import DockerClient
-from netwatch.errors import ContainerGoneError, DockerError
+from netwatch.errors import ContainerGoneError, DockerError, EngineUnavailableError
 from netwatch.metrics import SelfMetrics
 
 log = structlog.get_logger("netwatch.discovery")
@@ -165,6 +166,8 @@ class Discovery:
                     fresh[container_id] = container_from_inspect(
                         inspect, self._networks
                     )
+            for remote in await self._remote_tasks(fresh):
+                fresh[remote.id] = remote
             # The first listing is news even when it finds nothing.
             changed = fresh != self._all or not self.synced.is_set()
             before, self._all = self._all, fresh
@@ -180,6 +183,35 @@ class Discovery:
                         "discovery.label_ignored", container=info.name, reason=problem
                     )
             self._on_change()
+
+    async def _remote_tasks(
+        self, local: Mapping[str, ContainerInfo]
+    ) -> list[ContainerInfo]:
+        """Containers on other swarm nodes that share an overlay network with
+        a container here. Engine events do not cover other nodes: they are
+        found again at every full listing (`resync_interval`)."""
+        swarm_networks = {
+            attachment.network_id
+            for info in local.values()
+            for attachment in info.networks
+            if (known := self._networks.get(attachment.network_id))
+            and known.scope == "swarm"
+        }
+        found: list[ContainerInfo] = []
+        for network_id in sorted(swarm_networks):
+            try:
+                verbose = await self._client.inspect_network_verbose(network_id)
+            except EngineUnavailableError:
+                raise
+            except DockerError as exc:
+                log.debug(
+                    "discovery.network_unreadable",
+                    network=network_id[:12],
+                    reason=str(exc),
+                )
+                continue
+            found += remote_tasks(verbose, self._networks[network_id])
+        return found
 
     async def run(self) -> None:
         """Follows the engine for as long as netwatch runs."""

@@ -168,6 +168,17 @@ class DockerClient:
         with _translated():
             return await self._api.networks.list()
 
+    async def inspect_network_verbose(self, network_id: str) -> dict[str, Any]:
+        """A swarm network with every task on it, on every node.
+
+        aiodocker has no verbose flag for networks, hence its query helper.
+        """
+        with _translated():
+            answer = await self._api._query_json(
+                f"networks/{network_id}", params={"verbose": "true"}
+            )
+        return dict(answer)
+
     async def follow_events(self, since: str | None, handle: EventHandler) -> None:
         """Feeds engine events to `handle` until the stream ends.
 

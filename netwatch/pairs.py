@@ -158,7 +158,8 @@ def plan_pairs(
 
     pairs: dict[PairKey, PlannedPair] = {}
     unaddressable: dict[PairKey, str] = {}
-    for src in monitored:
+    # A task on another node is a destination only: no exec reaches it.
+    for src in (info for info in monitored if not info.remote):
         for dst in monitored:
             if src.id == dst.id:
                 continue
