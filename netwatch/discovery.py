@@ -42,6 +42,8 @@ _CGROUP_ID = re.compile(r"(?:/docker/|docker-)([0-9a-f]{64})(?:\.scope)?$")
 _CONTAINER_FILES = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
 _SEEN_EVENTS = 4096
 _BACKOFF_START_S = 0.5
+# Losing the engine again this soon after a warning is the same outage.
+_OUTAGE_WINDOW_S = 60.0
 
 
 def own_container_id(proc: Path = Path("/proc/self")) -> str | None:
@@ -112,6 +114,7 @@ class Discovery:
         self._lock = asyncio.Lock()
         # None until the first contact, so the first failure is reported too.
         self.engine_up: bool | None = None
+        self._warned_at: float | None = None
         self.synced = asyncio.Event()
 
     @property
@@ -371,11 +374,21 @@ class Discovery:
                 )
 
     def _mark_engine(self, *, up: bool, reason: str | None = None) -> None:
-        """Logs the engine coming and going once per change, not per retry."""
+        """Logs the engine coming and going once per change, not per retry;
+        an engine that flaps within a minute of a warning is the same outage,
+        logged at INFO."""
         if up and self.engine_up is not True:
             log.info("discovery.engine_connected", address=self._client.address)
         elif not up and self.engine_up is not False:
-            log.warning("docker.engine_unavailable", reason=reason)
+            now = time.monotonic()
+            repeated = (
+                self._warned_at is not None and now - self._warned_at < _OUTAGE_WINDOW_S
+            )
+            if repeated:
+                log.info("docker.engine_unavailable", reason=reason, repeated=True)
+            else:
+                log.warning("docker.engine_unavailable", reason=reason)
+                self._warned_at = now
             self._metrics.errors.labels(kind="engine_unavailable").inc()
         self.engine_up = up
         self._metrics.docker_up.set(1 if up else 0)
