@@ -273,7 +273,9 @@ RULE_DEFAULTS: dict[str, dict[str, Any]] = {
     "packet_loss_warning": {"for": 60.0, "severity": "warning", "threshold": 0.05},
     "packet_loss_critical": {"for": 30.0, "severity": "critical", "threshold": 0.5},
     "broken_path": {"for": 30.0, "severity": "critical"},
-    "unexpected_reachability": {"for": 0.0, "severity": "critical"},
+    # Two rounds: Docker itself lets a few packets cross isolated bridges
+    # while it rewrites its firewall rules (when networks are created).
+    "unexpected_reachability": {"for": 20.0, "severity": "critical"},
     "high_latency": {"for": 60.0, "severity": "warning", "threshold": 0.1},
     # threshold: intervals of the slowest probe without a full round
     "stalled": {"for": 0.0, "severity": "critical", "threshold": 3.0},
@@ -285,6 +287,27 @@ RULE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def _rule(name: str) -> Any:
     return Field(default_factory=lambda: AlertRule.model_validate(RULE_DEFAULTS[name]))
+
+
+# Thresholds that are ratios (0 to 1) or counts, never durations.
+_PLAIN_THRESHOLDS = {
+    "packet_loss_warning",
+    "packet_loss_critical",
+    "mostly_unmeasured",
+    "stalled",
+}
+
+
+def _check_threshold(rule: str, threshold: object) -> None:
+    if "threshold" not in RULE_DEFAULTS[rule]:
+        raise ValueError(f"{rule} takes no threshold")
+    plain = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+    # Environment variables arrive as text: a bare number is still plain.
+    if isinstance(threshold, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", threshold):
+        plain = True
+    if rule in _PLAIN_THRESHOLDS and not plain:
+        kind = "a count of intervals" if rule == "stalled" else "a ratio from 0 to 1"
+        raise ValueError(f"{rule}.threshold is {kind}, not {shorten(str(threshold))}")
 
 
 class AlertRules(Section):
@@ -305,6 +328,8 @@ class AlertRules(Section):
         filled = dict(data)
         for name, defaults in RULE_DEFAULTS.items():
             given = filled.get(name)
+            if isinstance(given, dict) and given.get("threshold") is not None:
+                _check_threshold(name, given["threshold"])
             if isinstance(given, dict):
                 filled[name] = {**defaults, **given}
             elif isinstance(given, AlertRule):

@@ -365,6 +365,15 @@ class ReachabilityMatrix:
         if probe is ProbeKind.PING:
             measured = [r for r in results if r.outcome is not Outcome.UNMEASURED]
             window = record.windows[ProbeKind.PING]
+            came_back = any(r.received for r in measured)
+            if (
+                came_back
+                and previous is not None
+                and previous.state is PairState.UNREACHABLE
+            ):
+                # A path back from an outage starts a new loss record: the
+                # outage was a broken path, not packet loss.
+                window.clear()
             if measured:
                 window.append(
                     (sum(r.sent for r in measured), sum(r.received for r in measured))

@@ -104,7 +104,12 @@ class AlertBook:
             clear_since = alert.clear_since if alert.clear_since is not None else now
             if now - clear_since >= self._settings.resolve_after:
                 del self._alerts[key]
-                resolved = replace(alert, state=AlertState.RESOLVED, resolved_at=now)
+                resolved = replace(
+                    alert,
+                    state=AlertState.RESOLVED,
+                    resolved_at=now,
+                    summary=f"resolved; while firing: {alert.summary}",
+                )
                 transitions.append(Transition(resolved))
             else:
                 self._alerts[key] = replace(alert, clear_since=clear_since)

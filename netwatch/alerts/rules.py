@@ -114,8 +114,11 @@ def _pair_conditions(
         return found
     if ping.state is PairState.UNKNOWN:
         return found
-    # Loss only counts where something came back: a dead path is broken_path's.
-    if ping.loss_ratio is not None and ping.window_received > 0:
+    # Loss only counts while echoes come back: a dead path is broken_path's.
+    if ping.loss_ratio is not None and ping.state in (
+        PairState.REACHABLE,
+        PairState.DEGRADED,
+    ):
         for rule in ("packet_loss_critical", "packet_loss_warning"):
             settings: AlertRule = getattr(rules, rule)
             if settings.enabled and ping.loss_ratio > (settings.threshold or 0):
@@ -178,15 +181,17 @@ def _self_conditions(
                 )
 
     unmeasured = rules.mostly_unmeasured
-    if unmeasured.enabled and snapshot.pairs and health.engine_up:
-        counts = snapshot.verdict_counts()
-        ratio = counts[Verdict.UNMEASURED] / len(snapshot.pairs)
+    # Pairs not probed yet (just started) or held (paused) are not failures.
+    tried = [p for p in snapshot.pairs.values() if p.probes and p.hold is None]
+    if unmeasured.enabled and tried and health.engine_up:
+        failed = sum(1 for pair in tried if pair.verdict is Verdict.UNMEASURED)
+        ratio = failed / len(tried)
         if ratio > (unmeasured.threshold or 0.5):
             found.append(
                 Condition(
                     "mostly_unmeasured",
                     _labels("mostly_unmeasured", unmeasured, snapshot, None),
-                    f"{ratio:.0%} of {len(snapshot.pairs)} pairs could not be measured",
+                    f"{ratio:.0%} of {len(tried)} probed pairs could not be measured",
                     value=ratio,
                 )
             )

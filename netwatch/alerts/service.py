@@ -114,6 +114,7 @@ class AlertService:
         self._book = AlertBook(settings)
         self._budget = NotificationBudget(settings.max_notifications_per_minute)
         self._held_since_report = 0
+        self._suppressed: list[Condition] = []
         self._generator_url = external_url.rstrip("/") + "/api/v1/alerts"
         self._session: aiohttp.ClientSession | None = None
         self.notifiers: list[Notifier] = [LogNotifier()]
@@ -132,7 +133,23 @@ class AlertService:
         return self._book.active()
 
     def documents(self) -> list[dict[str, object]]:
-        return [alert_document(alert, self._generator_url) for alert in self.active()]
+        """Pending and firing alerts, then conditions held back by the grace
+        period (state "suppressed"), so that a silence can be explained."""
+        documents = [
+            alert_document(alert, self._generator_url) for alert in self.active()
+        ]
+        for condition in self._suppressed:
+            documents.append(
+                {
+                    "labels": dict(condition.labels),
+                    "annotations": {"summary": condition.summary},
+                    "state": "suppressed",
+                    "reason": "a container in the pair started, stopped, restarted or "
+                    f"paused less than {self._settings.grace_period:g}s ago",
+                    "value": condition.value,
+                }
+            )
+        return documents
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -155,6 +172,12 @@ class AlertService:
         )
         transitions = self._book.update(conditions, now, self._in_grace)
         active = self._book.active()
+        active_keys = {alert.key for alert in active}
+        self._suppressed = [
+            condition
+            for key, condition in conditions.items()
+            if key not in active_keys and self._in_grace(condition)
+        ]
         for state in (AlertState.PENDING, AlertState.FIRING):
             self._metrics.alerts.labels(state=state.value).set(
                 sum(1 for alert in active if alert.state is state)

@@ -4,6 +4,7 @@ lifecycle clock, and one evaluation of the service."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from types import MappingProxyType
 
@@ -489,7 +490,7 @@ def test_mostly_unmeasured_value_and_words():
     [condition] = conditions_of(snap)["mostly_unmeasured"]
 
     assert condition.value == pytest.approx(0.75)
-    assert condition.summary == "75% of 4 pairs could not be measured"
+    assert condition.summary == "75% of 4 probed pairs could not be measured"
 
 
 def test_no_pairs_is_not_mostly_unmeasured():
@@ -913,8 +914,11 @@ class Harness:
         self.lifecycle = LifecycleClock()
         self.snapshot = snapshot()
         self.engine_up = True
+        # These tests were written for an unexpected path firing at once.
+        merged: dict[str, object] = {"rules": {"unexpected_reachability": {"for": 0}}}
+        merged |= settings or {}
         self.service = AlertService(
-            AlertSettings.model_validate(settings or {}),
+            AlertSettings.model_validate(merged),
             snapshot=lambda: self.snapshot,
             health=lambda: health(now=self.clock.now, engine_up=self.engine_up),
             lifecycle=self.lifecycle,
@@ -1095,3 +1099,33 @@ def test_self_alerts_know_no_grace():
     transitions = harness.at(0)
 
     assert transitions == ["fired"]
+
+
+def test_pairs_not_probed_yet_are_no_unmeasured_majority():
+    """Right after start, pairs with no result yet do not count as failures."""
+    fresh = [
+        dataclasses.replace(
+            pair(f"s{i}", "db", verdict=Verdict.UNMEASURED), probes=MappingProxyType({})
+        )
+        for i in range(3)
+    ]
+    tried = pair("api", "db")
+
+    found = conditions_of(snapshot(*fresh, tried))
+
+    assert "mostly_unmeasured" not in found
+
+
+def test_a_condition_held_back_by_grace_is_shown_as_suppressed():
+    """The alerts API says why nothing fires: a suppressed entry with its reason."""
+    harness = Harness()
+    restarted = info("db", started_at=rfc3339(NOW - 1))
+    harness.lifecycle.observe({"api-id": info("api"), "db-id": restarted}, NOW)
+    harness.snapshot = snapshot(pair(expected=False, verdict=Verdict.UNEXPECTED))
+
+    transitions = harness.at(0)
+
+    documents = harness.service.documents()
+    assert transitions == []
+    assert [d["state"] for d in documents] == ["suppressed"]
+    assert "started, stopped, restarted or paused" in str(documents[0]["reason"])

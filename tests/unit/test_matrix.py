@@ -349,7 +349,7 @@ def test_loss_window_drops_old_runs():
     """Runs older than loss_window no longer weigh on the loss ratio."""
     clock = FakeClock()
     matrix = matrix_with(planned(), clock=clock, loss_window=2)
-    matrix.record("a", ProbeKind.PING, [ping(received=0)])
+    matrix.record("a", ProbeKind.PING, [ping(received=1)])
     matrix.record("a", ProbeKind.PING, [ping()])
     degraded = matrix.snapshot().pairs[("a", "b")]
 
@@ -357,7 +357,7 @@ def test_loss_window_drops_old_runs():
 
     recovered = matrix.snapshot().pairs[("a", "b")]
     assert degraded.state is DEGRADED
-    assert degraded.probes[ProbeKind.PING].loss_ratio == pytest.approx(0.5)
+    assert degraded.probes[ProbeKind.PING].loss_ratio == pytest.approx(2 / 6)
     assert recovered.state is REACHABLE
     assert recovered.probes[ProbeKind.PING].loss_ratio == 0.0
     assert recovered.probes[ProbeKind.PING].window_sent == 6
@@ -609,3 +609,19 @@ def test_a_run_that_started_before_a_topology_change_is_not_recorded():
     assert stale.verdict is Verdict.UNMEASURED
     assert ProbeKind.PING not in stale.probes
     assert fresh.verdict is Verdict.OK
+
+
+def test_a_path_back_from_an_outage_starts_a_new_loss_record():
+    """The echoes lost while a path was dead are the outage's, not packet
+    loss: the first run that gets replies again starts the window afresh."""
+    clock = FakeClock()
+    matrix = matrix_with(planned(), clock=clock, loss_window=10)
+    matrix.record("a", ProbeKind.PING, [ping(received=0)])
+    matrix.record("a", ProbeKind.PING, [ping(received=0)])
+
+    matrix.record("a", ProbeKind.PING, [ping()])
+
+    ping_view = matrix.snapshot().pairs[("a", "b")].probes[ProbeKind.PING]
+    assert ping_view.state is REACHABLE
+    assert ping_view.loss_ratio == 0.0
+    assert ping_view.window_sent == 3
