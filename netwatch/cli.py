@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the daemon: probe every pair, serve /metrics and the matrix",
         description="Monitor every running container of the engine, probe every "
-        "ordered pair, and serve /metrics, /api/v1/matrix, /-/healthy and /-/ready.",
+        "ordered pair, and serve the matrix page (/), /metrics, /api/v1/matrix, "
+        "/api/v1/alerts, /-/healthy and /-/ready.",
     )
     _common_options(run)
     run.add_argument(
@@ -203,11 +204,13 @@ async def _run_matrix(
         print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
         return EXIT_ENGINE
 
+    source = policy.source if policy is not None else None
     if args.json:
-        print(json.dumps(snapshot_to_dict(snapshot), indent=2, ensure_ascii=False))
+        body = snapshot_to_dict(snapshot, policy=source)
+        print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-        print(render_table(snapshot, color=color), end="")
+        print(render_table(snapshot, color=color, policy=source), end="")
 
     counts = snapshot.verdict_counts()
     if counts[Verdict.BROKEN] or counts[Verdict.UNEXPECTED]:

@@ -96,7 +96,11 @@ class Daemon:
         host, port = config.http.host_and_port
         app = build_app(
             WebSources(
-                self.matrix.snapshot, self.ready, self.registry, self._alert_documents
+                self.matrix.snapshot,
+                self.ready,
+                self.registry,
+                self._alert_documents,
+                policy=self.policy.source if self.policy else None,
             )
         )
         try:

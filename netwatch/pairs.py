@@ -180,6 +180,8 @@ def plan_pairs(
                 if decision.expected_reachable is not None:
                     expected = decision.expected_reachable
                     basis = f"{decision.basis} (topology: {basis})"
+                if decision.ports:
+                    basis += f"; ports: {decision.ports_text()}"
                 port_expectations = tuple(sorted(decision.ports.items()))
                 # Ports the policy speaks of come first: they are never cut.
                 named = tuple(port for port, _ in port_expectations)

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -104,14 +104,19 @@ class EdgeSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _one_or_many(cls, data: object) -> object:
-        if isinstance(data, dict):
-            return {
-                key: [value]
-                if key in ("from", "to") and isinstance(value, str)
-                else value
-                for key, value in data.items()
-            }
-        return data
+        """`from: web` means `from: [web]`; `ports: 5432` means `ports: [5432]`."""
+        if not isinstance(data, dict):
+            return data
+        lifted = dict(data)
+        for key in ("from", "to"):
+            if isinstance(lifted.get(key), str):
+                lifted[key] = [lifted[key]]
+        ports = lifted.get("ports")
+        if isinstance(ports, int | str):
+            lifted["ports"] = [ports]
+        elif ports is not None and not isinstance(ports, list | tuple):
+            raise ValueError("ports is a port number or a list of port numbers")
+        return lifted
 
 
 class RuleSpec(_Strict):
@@ -136,6 +141,18 @@ class PolicySpec(_Strict):
     rules: tuple[RuleSpec, ...] = ()
     default: Literal["topology", "allow", "deny"] = "topology"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: object) -> object:
+        """`rules:` with nothing under it is no rules, not an error."""
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (k in ("groups", "rules") and v is None)
+            }
+        return data
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -159,6 +176,16 @@ class Decision:
     basis: str | None
     # Port -> must be open (True) or closed (False).
     ports: Mapping[int, bool]
+    # Port -> the rule that decided it ("rule 2 (line 8)").
+    port_rules: Mapping[int, str] = field(default_factory=dict)
+
+    def ports_text(self) -> str:
+        """`5432 open (rule 1 (line 7)), 22 closed (rule 2 (line 8))`."""
+        words = []
+        for port, must_open in sorted(self.ports.items()):
+            state = "open" if must_open else "closed"
+            words.append(f"{port} {state} ({self.port_rules.get(port, 'policy')})")
+        return ", ".join(words)
 
 
 @dataclass(frozen=True)
@@ -195,6 +222,7 @@ class Policy:
             basis = f"policy default {self.default}"
 
         ports: dict[int, bool] = {}
+        port_rules: dict[int, str] = {}
         for port in sorted(
             {p for rule in naming for p in rule.ports} | set(dst.probe_ports)
         ):
@@ -203,56 +231,86 @@ class Policy:
                     continue
                 if rule.ports or not rule.allow:
                     ports[port] = rule.allow
+                    port_rules[port] = rule.where
                 break
-        return Decision(expected, basis, ports)
+        return Decision(expected, basis, ports, port_rules)
 
 
 def _names(patterns: tuple[str, ...], groups: frozenset[str]) -> bool:
     return ANY in patterns or any(pattern in groups for pattern in patterns)
 
 
+def _key(location: KeyPath) -> str:
+    """A key path as people count: rules from 1 (`rule 2: allow.from`)."""
+    if len(location) >= 2 and location[0] == "rules" and isinstance(location[1], int):
+        rest = ".".join(str(part) for part in location[2:])
+        return f"rule {location[1] + 1}" + (f": {rest}" if rest else "")
+    return ".".join(str(part) for part in location) or "(top level)"
+
+
 def _problem(error: ErrorDetails, lines: dict[KeyPath, int], path: Path) -> str:
     # pydantic names aliased fields (`from`) by alias: keys as written.
     location: KeyPath = tuple(error["loc"])
     line = line_of(lines, location)
-    key = ".".join(str(part) for part in location) or "(top level)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     where = f"{path}:{line}" if line else str(path)
-    return f"{where}: {key}: {message}"
+    return f"{where}: {_key(location)}: {message}"
+
+
+def _reference_problems(
+    data: dict[str, Any], lines: dict[KeyPath, int], path: Path
+) -> list[str]:
+    """Groups the rules name that the file does not define, read from the
+    raw data so that they are reported with every other problem at once."""
+    groups = data.get("groups")
+    known = set(groups) if isinstance(groups, dict) else set()
+    shown = ", ".join(sorted(map(str, known))) or "none"
+    problems = []
+    if ANY in known:
+        line = line_of(lines, ("groups", ANY))
+        problems.append(
+            f"{path}:{line}: groups: '*' means any container, it cannot be a group"
+        )
+    rules = data.get("rules")
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        for effect in ("allow", "deny"):
+            edge = rule.get(effect)
+            if not isinstance(edge, dict):
+                continue
+            for key in ("from", "to"):
+                names = edge.get(key)
+                listed = [names] if isinstance(names, str) else names
+                for name in listed if isinstance(listed, list) else []:
+                    if isinstance(name, str) and name != ANY and name not in known:
+                        location = ("rules", index, effect, key)
+                        problems.append(
+                            f"{path}:{line_of(lines, location)}: {_key(location)}: "
+                            f"no group named {shorten(name)} (groups: {shown})"
+                        )
+    return problems
 
 
 def load_policy(path: Path) -> Policy:
-    """Reads and checks a policy file; errors name the line and the problem."""
+    """Reads and checks a policy file; every problem is reported at once, each
+    naming the line and what is wrong."""
     data, lines = read_yaml(path)
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        message = "the policy is empty; write groups and rules, or leave it out"
+        raise ConfigError([f"{path}: {message}"])
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: a policy is a mapping with groups and rules"])
+
+    problems = _reference_problems(data, lines, path)
+    spec = None
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_problem(e, lines, path) for e in exc.errors()]) from exc
-
-    problems = []
-    for index, rule in enumerate(spec.rules):
-        for key in ("from", "to"):
-            names = rule.edge.sources if key == "from" else rule.edge.destinations
-            for name in names:
-                if name != ANY and name not in spec.groups:
-                    effect = "allow" if rule.allow else "deny"
-                    line = line_of(lines, ("rules", index, effect, key))
-                    known = ", ".join(spec.groups) or "none"
-                    problems.append(
-                        f"{path}:{line}: rules.{index}.{effect}.{key}: no group "
-                        f"named {shorten(name)} (groups: {known})"
-                    )
-    if ANY in spec.groups:
-        problems.append(
-            f"{path}:{line_of(lines, ('groups', ANY))}: groups: '*' means any container"
-        )
-    if problems:
+        problems = [_problem(e, lines, path) for e in exc.errors()] + problems
+    if problems or spec is None:
         raise ConfigError(problems)
 
     rules = tuple(

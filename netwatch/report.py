@@ -105,13 +105,15 @@ def _pair(snapshot: MatrixSnapshot, pair: PairView) -> dict[str, Any]:
 
 
 def snapshot_to_dict(
-    snapshot: MatrixSnapshot, *, ready: bool | None = None
+    snapshot: MatrixSnapshot, *, ready: bool | None = None, policy: str | None = None
 ) -> dict[str, Any]:
     """The whole matrix as JSON-ready data (the `/api/v1/matrix` body)."""
     counts = snapshot.verdict_counts()
     body: dict[str, Any] = {
         "generated_at": _when(time.time()),
         "updated_at": _when(snapshot.at),
+        # The policy file the expectations follow; null: the topology.
+        "policy": policy,
         "summary": {
             "containers": len(snapshot.containers),
             "pairs": len(snapshot.pairs),
@@ -172,7 +174,9 @@ def _cell(pair: PairView | None, unaddressable: bool, is_self: bool) -> tuple[st
     return text, ""
 
 
-def render_table(snapshot: MatrixSnapshot, *, color: bool = False) -> str:
+def render_table(
+    snapshot: MatrixSnapshot, *, color: bool = False, policy: str | None = None
+) -> str:
     """Rows are sources, columns destinations (numbered, keyed by row)."""
     containers = sorted(snapshot.containers.values(), key=lambda c: c.name)
     if not containers:
@@ -198,6 +202,8 @@ def render_table(snapshot: MatrixSnapshot, *, color: bool = False) -> str:
             line += f"{tint}{cell}{_RESET}" if color and tint else cell
         lines.append(line.rstrip())
     lines += ["", LEGEND, ""]
+    if policy is not None:
+        lines += [f"Expectations follow the policy {policy}.", ""]
 
     findings = findings_of(snapshot)
     if findings:
@@ -247,13 +253,6 @@ def _why(pair: PairView) -> str:
         if view.reason is not None
     ]
     return f": {'; '.join(reasons)}" if reasons else ""
-
-
-def _port_words(pair: PlannedPair) -> str:
-    return ", ".join(
-        f"{port} {'open' if must_open else 'closed'}"
-        for port, must_open in pair.port_expectations
-    )
 
 
 def _name(containers: Mapping[str, ContainerInfo], container_id: str) -> str:
@@ -333,9 +332,7 @@ def render_expectations(
     width = max(map(len, routes), default=0)
     for route, pair in zip(routes, pairs, strict=True):
         expectation = "reachable" if pair.expected_reachable else "isolated "
-        ports = _port_words(pair)
-        suffix = f"; ports: {ports}" if ports else ""
-        lines.append(f"{route:<{width}}  {expectation}  {pair.basis}{suffix}")
+        lines.append(f"{route:<{width}}  {expectation}  {pair.basis}")
     if not pairs:
         lines.append("No pairs: fewer than two monitored containers with an address.")
     for (src, dst), reason in sorted(plan.unaddressable.items()):

@@ -32,6 +32,7 @@ class WebSources:
     ready: Callable[[], bool]
     self_registry: CollectorRegistry
     alerts: Callable[[], list[dict[str, object]]] = list
+    policy: str | None = None
 
 
 def render_metrics(snapshot: MatrixSnapshot, self_registry: CollectorRegistry) -> bytes:
@@ -48,7 +49,9 @@ def build_app(sources: WebSources) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def matrix(_: web.Request) -> web.Response:
-        body = snapshot_to_dict(sources.snapshot(), ready=sources.ready())
+        body = snapshot_to_dict(
+            sources.snapshot(), ready=sources.ready(), policy=sources.policy
+        )
         return web.json_response(
             body, dumps=lambda data: json.dumps(data, ensure_ascii=False)
         )

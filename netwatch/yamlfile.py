@@ -21,12 +21,22 @@ def _scalar(node: yaml.Node) -> Any:
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: object, line: int, first: int) -> None:
+        super().__init__(f"duplicate key {key!r} (first on line {first})")
+        self.line = line
+
+
 def _plain(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         data: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
+            if key in data:
+                # YAML would quietly keep the last one; a typo'd copy wins.
+                first = lines.get((*path, str(key)), 0)
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
             data[key] = _plain(value_node, (*path, str(key)), lines)
             lines[(*path, str(key))] = key_node.start_mark.line + 1
         return data
@@ -51,6 +61,10 @@ def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
+        opened = getattr(exc, "context_mark", None)
+        if opened is not None and mark is not None and opened.line != mark.line:
+            context = getattr(exc, "context", None) or "it started"
+            problem += f" ({context} on line {opened.line + 1})"
         raise ConfigError([f"{where}: not valid YAML: {problem}"]) from exc
 
     lines: dict[KeyPath, int] = {}
@@ -58,6 +72,8 @@ def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
         return None, lines
     try:
         return _plain(node, (), lines), lines
+    except DuplicateKeyError as exc:
+        raise ConfigError([f"{path}:{exc.line}: {exc}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
 

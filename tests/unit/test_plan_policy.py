@@ -129,7 +129,10 @@ def test_policy_overrides_a_reachability_the_topology_expects(tmp_path):
     pair = plan.pairs[key(WEB, API)]
 
     assert pair.expected_reachable is False
-    assert pair.basis == "policy rule 1 (line 5) denies (topology: share backend)"
+    assert pair.basis == (
+        "policy rule 1 (line 5) denies (topology: share backend); "
+        "ports: 8080 closed (rule 1 (line 5))"
+    )
 
 
 def test_policy_default_names_itself_and_the_topology(tmp_path):
@@ -174,11 +177,16 @@ def test_three_tier_plan_expects_db_from_api_on_5432_only(tmp_path):
     web_db = plan.pairs[key(WEB, DB)]
 
     assert api_db.expected_reachable is True
-    assert api_db.basis == "policy rule 1 (line 6) allows (topology: share database)"
+    assert api_db.basis == (
+        "policy rule 1 (line 6) allows (topology: share database); "
+        "ports: 5432 open (rule 1 (line 6)), 9187 closed (rule 2 (line 7))"
+    )
     assert api_db.port_expectations == ((5432, True), (9187, False))
     assert api_db.ports == (5432, 9187)
     assert web_db.expected_reachable is False
-    assert web_db.basis == "policy rule 2 (line 7) denies (topology: no shared network)"
+    assert web_db.basis.startswith(
+        "policy rule 2 (line 7) denies (topology: no shared network); ports: "
+    )
     assert web_db.port_expectations == ((5432, False), (9187, False))
 
 

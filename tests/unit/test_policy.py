@@ -435,22 +435,48 @@ def test_service_glob_does_not_match_a_container_outside_compose():
 # Loading and its errors.
 
 
-def test_empty_file_is_an_empty_policy(tmp_path):
-    """An empty file loads as a policy with no groups, no rules and the
-    topology as default, which decides nothing."""
-    policy = policy_of(tmp_path, "")
+def test_empty_file_is_refused(tmp_path):
+    """An empty file, or one of comments only, says nothing: refused, so a
+    wrong or truncated file is noticed."""
+    empty = write(tmp_path, "")
 
-    decision = policy.decide(WEB, API)
+    with pytest.raises(ConfigError) as raised:
+        load_policy(empty)
 
-    assert (policy.groups, policy.rules, policy.default) == ({}, (), "topology")
-    assert (decision.expected_reachable, dict(decision.ports)) == (None, {})
+    assert raised.value.problems == [
+        f"{empty}: the policy is empty; write groups and rules, or leave it out"
+    ]
 
 
-def test_file_of_comments_is_an_empty_policy(tmp_path):
-    """A file with only comments loads like an empty one."""
-    policy = policy_of(tmp_path, "# nothing decided yet\n")
+def test_file_of_comments_is_refused_like_an_empty_one(tmp_path):
+    """A file with only comments is as empty as an empty one."""
+    path = write(tmp_path, "# nothing decided yet\n")
 
-    assert (policy.groups, policy.rules) == ({}, ())
+    with pytest.raises(ConfigError):
+        load_policy(path)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
+    """A group written twice is an error, not the last one silently winning."""
+    path = write(tmp_path, "groups:\n  web: {names: [a]}\n  web: {names: [b]}\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_policy(path)
+
+    assert raised.value.problems == [f"{path}:3: duplicate key 'web' (first on line 2)"]
+
+
+def test_a_single_port_needs_no_list(tmp_path):
+    """`ports: 5432` means `ports: [5432]`."""
+    path = write(
+        tmp_path,
+        "groups:\n  web: {names: [web]}\n"
+        "rules:\n  - allow: {from: web, to: web, ports: 5432}\n",
+    )
+
+    policy = load_policy(path)
+
+    assert policy.rules[0].ports == (5432,)
 
 
 def test_source_names_the_file(tmp_path):
@@ -483,7 +509,7 @@ def test_source_names_the_file(tmp_path):
             "groups:\n  web: {names: [web]}\n"
             "rules:\n  - allow: {from: web, to: web, port: [80]}\n",
             4,
-            "rules.0.allow.port",
+            "rule 1: allow.port",
             "unknown key",
             id="unknown-edge-key",
         ),
@@ -491,21 +517,21 @@ def test_source_names_the_file(tmp_path):
             "groups:\n  web: {names: [web]}\n"
             "rules:\n  - allow: {from: web, to: web}\n    deny: {from: web, to: web}\n",
             4,
-            "rules.0",
+            "rule 1",
             "either",
             id="allow-and-deny",
         ),
         pytest.param(
             "groups:\n  web: {names: [web]}\nrules:\n  - {}\n",
             4,
-            "rules.0",
+            "rule 1",
             "either",
             id="neither-allow-nor-deny",
         ),
         pytest.param(
             "groups:\n  web: {names: [web]}\nrules:\n  - allow:\n      from: web\n",
             4,
-            "rules.0.allow.to",
+            "rule 1: allow.to",
             "Field required",
             id="missing-to",
         ),
@@ -513,7 +539,7 @@ def test_source_names_the_file(tmp_path):
             "groups:\n  web: {names: [web]}\n"
             "rules:\n  - allow:\n      from: web\n      to: dbb\n",
             6,
-            "rules.0.allow.to",
+            "rule 1: allow.to",
             "no group named 'dbb' (groups: web)",
             id="unknown-group-to",
         ),
@@ -521,14 +547,14 @@ def test_source_names_the_file(tmp_path):
             "groups:\n  web: {names: [web]}\n"
             "rules:\n  - deny:\n      from: [web, wbe]\n      to: web\n",
             5,
-            "rules.0.deny.from",
+            "rule 1: deny.from",
             "no group named 'wbe'",
             id="unknown-group-in-list",
         ),
         pytest.param(
             "rules:\n  - deny: {from: '*', to: db}\n",
             2,
-            "rules.0.deny.to",
+            "rule 1: deny.to",
             "no group named 'db' (groups: none)",
             id="unknown-group-no-groups",
         ),
@@ -536,16 +562,16 @@ def test_source_names_the_file(tmp_path):
             "groups:\n  web: {names: [web]}\n"
             "rules:\n  - deny:\n      from: web\n      to: web\n      ports: [http]\n",
             7,
-            "rules.0.deny.ports.0",
+            "rule 1: deny.ports.0",
             "valid integer",
             id="port-not-a-number",
         ),
         pytest.param(
             "groups:\n  web: {names: [web]}\n"
-            "rules:\n  - deny: {from: web, to: web, ports: 80}\n",
+            "rules:\n  - deny: {from: web, to: web, ports: {http: 80}}\n",
             4,
-            "rules.0.deny.ports",
-            "valid tuple",
+            "rule 1: deny",
+            "a list of port numbers",
             id="ports-not-a-list",
         ),
         pytest.param(
@@ -586,7 +612,7 @@ def test_source_names_the_file(tmp_path):
         pytest.param(
             "groups:\n  web: {names: [web]}\nrules:\n  - allow: {from: 5, to: web}\n",
             4,
-            "rules.0.allow.from",
+            "rule 1: allow.from",
             "valid tuple",
             id="from-a-number",
         ),
@@ -635,7 +661,7 @@ def test_invalid_policy_names_file_line_key_and_problem(
 
 @pytest.mark.parametrize("port", [70000, 65536, 0, -1])
 def test_port_out_of_range_is_refused(tmp_path, port):
-    """A port outside 1-65535 is refused as FILE:LINE: rules.0.allow...: why."""
+    """A port outside 1-65535 is refused as FILE:LINE: rule 1: allow...: why."""
     path = write(
         tmp_path,
         "groups:\n  web: {names: [web]}\n"
@@ -645,12 +671,12 @@ def test_port_out_of_range_is_refused(tmp_path, port):
     found = problems(path)
 
     assert len(found) == 1
-    where = rf"{re.escape(str(path))}:\d+: rules\.0\.allow(\.ports(\.0)?)?: \S"
+    where = rf"{re.escape(str(path))}:\d+: rule 1: allow(\.ports(\.0)?)?: \S"
     assert re.match(where, found[0])
 
 
 def test_port_out_of_range_names_the_port_and_its_line(tmp_path):
-    """The problem points at the bad port itself: rules.0.allow.ports.1 on
+    """The problem points at the bad port itself: rule 1: allow.ports.1 on
     the line of `ports`, like every other bad port value."""
     path = write(
         tmp_path,
@@ -661,7 +687,7 @@ def test_port_out_of_range_names_the_port_and_its_line(tmp_path):
 
     found = problems(path)
 
-    assert found[0].startswith(f"{path}:7: rules.0.allow.ports.1: ")
+    assert found[0].startswith(f"{path}:7: rule 1: allow.ports.1: ")
 
 
 def test_boolean_is_not_a_port(tmp_path):
@@ -674,7 +700,7 @@ def test_boolean_is_not_a_port(tmp_path):
 
     found = problems(path)
 
-    assert found[0].startswith(f"{path}:4: rules.0.deny.ports.0: ")
+    assert found[0].startswith(f"{path}:4: rule 1: deny.ports.0: ")
 
 
 def test_every_problem_is_reported(tmp_path):
@@ -691,8 +717,8 @@ def test_every_problem_is_reported(tmp_path):
     found = problems(path)
 
     assert found == [
-        f"{path}:4: rules.0.allow.to: no group named 'api' (groups: web)",
-        f"{path}:5: rules.1.deny.from: no group named 'dbb' (groups: web)",
+        f"{path}:4: rule 1: allow.to: no group named 'api' (groups: web)",
+        f"{path}:5: rule 2: deny.from: no group named 'dbb' (groups: web)",
     ]
 
 
