@@ -16,7 +16,7 @@ from netwatch.alerts.lifecycle import AlertBook, AlertState
 from netwatch.alerts.rules import ALERT_NAMES, Condition, Health, active_conditions
 from netwatch.alerts.service import AlertService, LifecycleClock, NotificationBudget
 from netwatch.config import AlertRules, AlertSettings, MatrixSettings
-from netwatch.containers import ContainerInfo, NetworkMode
+from netwatch.containers import ContainerInfo
 from netwatch.matrix import (
     MatrixSnapshot,
     PairState,
@@ -28,6 +28,7 @@ from netwatch.matrix import (
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import PairPlan, PlannedPair, Target
 from netwatch.probes.outcome import Outcome, ProbeKind, ProbeResult
+from tests.factories import container as make_container
 
 # The engine's StartedAt, with its nanoseconds, and the moment it names.
 STARTED_AT = "2026-12-03T15:48:06.879100123Z"
@@ -56,21 +57,7 @@ def rfc3339(timestamp: float) -> str:
 def info(
     name: str, *, started_at: str = STARTED_AT, paused: bool = False
 ) -> ContainerInfo:
-    return ContainerInfo(
-        id=f"{name}-id",
-        name=name,
-        image="alpine:3.20",
-        labels={},
-        network_mode=NetworkMode.USER_DEFINED,
-        network_mode_target=None,
-        networks=(),
-        exposed_tcp_ports=(),
-        probe_ports=(),
-        paused=paused,
-        pid=100,
-        health=None,
-        started_at=started_at,
-    )
+    return make_container(name, id=f"{name}-id", paused=paused, started_at=started_at)
 
 
 def ping_view(

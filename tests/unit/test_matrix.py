@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from netwatch.config import MatrixSettings
-from netwatch.containers import ContainerInfo, NetworkMode
+from netwatch.containers import ContainerInfo
 from netwatch.matrix import (
     EMPTY_HISTOGRAM,
     LATENCY_BUCKETS_S,
@@ -23,6 +23,7 @@ from netwatch.matrix import (
 )
 from netwatch.pairs import PairPlan, PlannedPair, Target
 from netwatch.probes.outcome import Outcome, ProbeKind, ProbeResult, Reason
+from tests.factories import container as make_container
 
 REACHABLE = PairState.REACHABLE
 DEGRADED = PairState.DEGRADED
@@ -135,21 +136,7 @@ def tcp(
 
 
 def info(name: str) -> ContainerInfo:
-    return ContainerInfo(
-        id=name,
-        name=name,
-        image="alpine",
-        labels={},
-        network_mode=NetworkMode.USER_DEFINED,
-        network_mode_target=None,
-        networks=(),
-        exposed_tcp_ports=(),
-        probe_ports=(),
-        paused=False,
-        pid=1,
-        health=None,
-        started_at="",
-    )
+    return make_container(name, id=name, started_at="")
 
 
 def matrix_with(

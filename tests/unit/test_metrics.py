@@ -12,13 +12,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from netwatch.config import MatrixSettings
-from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+from netwatch.containers import ContainerInfo, NetworkMode
 from netwatch.matrix import LATENCY_BUCKETS_S, ReachabilityMatrix
 from netwatch.metrics import MatrixCollector, SelfMetrics
 from netwatch.pairs import plan_pairs
 from netwatch.probes.outcome import Outcome, ProbeKind, ProbeResult, Reason
 from netwatch.web import render_metrics
 from tests.conftest import load_cases
+from tests.factories import attachment
+from tests.factories import container as make_container
 
 CASES = load_cases()
 
@@ -32,31 +34,14 @@ def container(
     image: str = "alpine:3.20",
 ) -> ContainerInfo:
     labels = {"com.docker.compose.service": service} if service is not None else {}
-    return ContainerInfo(
+    return make_container(
+        name,
+        attachment("lab", address),
         id=container_id,
-        name=name,
-        image=image,
         labels=labels,
-        network_mode=NetworkMode.USER_DEFINED,
-        network_mode_target=None,
-        networks=(
-            NetworkAttachment(
-                network="lab",
-                network_id="lab-id",
-                driver="bridge",
-                internal=False,
-                icc=True,
-                ipv4=address,
-                ipv6=None,
-                aliases=(),
-            ),
-        ),
-        exposed_tcp_ports=(80,),
-        probe_ports=(80,),
-        paused=False,
-        pid=10,
-        health=None,
+        ports=(80,),
         started_at="",
+        image=image,
     )
 
 

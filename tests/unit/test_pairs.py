@@ -4,53 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+from netwatch.containers import ContainerInfo, NetworkMode
 from netwatch.pairs import PairPlan, Target, plan_pairs
-
-
-def attach(
-    network: str,
-    address: str,
-    *,
-    driver: str | None = "bridge",
-    icc: bool = True,
-    internal: bool = False,
-) -> NetworkAttachment:
-    return NetworkAttachment(
-        network=network,
-        network_id=f"{network}-network-id",
-        driver=driver,
-        internal=internal,
-        icc=icc,
-        ipv4=address,
-        ipv6=None,
-        aliases=(),
-    )
-
-
-def container(
-    name: str,
-    *networks: NetworkAttachment,
-    mode: NetworkMode = NetworkMode.USER_DEFINED,
-    target: str | None = None,
-    ports: tuple[int, ...] = (),
-    paused: bool = False,
-) -> ContainerInfo:
-    return ContainerInfo(
-        id=f"{name}-container-id",
-        name=name,
-        image="alpine:3.20",
-        labels={},
-        network_mode=mode,
-        network_mode_target=target,
-        networks=networks,
-        exposed_tcp_ports=ports,
-        probe_ports=ports,
-        paused=paused,
-        pid=100,
-        health=None,
-        started_at="2024-05-01T10:00:00Z",
-    )
+from tests.factories import attachment as attach
+from tests.factories import container
 
 
 def key(src: ContainerInfo, dst: ContainerInfo) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from netwatch.config import MatrixSettings
-from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+from netwatch.containers import ContainerInfo, NetworkAttachment
 from netwatch.matrix import (
     PairState,
     ProbeView,
@@ -20,6 +20,8 @@ from netwatch.matrix import (
 from netwatch.pairs import PairPlan, plan_pairs
 from netwatch.policy import Policy, load_policy
 from netwatch.probes.outcome import Outcome, ProbeKind, ProbeResult, Reason
+from tests.factories import attachment as attach
+from tests.factories import container as make_container
 
 THREE_TIER = """\
 groups:
@@ -32,40 +34,15 @@ rules:
 """
 
 
-def attach(network: str, address: str) -> NetworkAttachment:
-    return NetworkAttachment(
-        network=network,
-        network_id=f"{network}-network-id",
-        driver="bridge",
-        internal=False,
-        icc=True,
-        ipv4=address,
-        ipv6=None,
-        aliases=(),
-    )
-
-
 def container(
     name: str,
     *networks: NetworkAttachment,
     ports: tuple[int, ...] = (),
     paused: bool = False,
 ) -> ContainerInfo:
-    return ContainerInfo(
-        id=f"{name}-container-id",
-        name=name,
-        image="alpine:3.20",
-        labels={"com.docker.compose.service": name},
-        network_mode=NetworkMode.USER_DEFINED,
-        network_mode_target=None,
-        networks=networks,
-        exposed_tcp_ports=ports,
-        probe_ports=ports,
-        paused=paused,
-        pid=100,
-        health=None,
-        started_at="2024-05-01T10:00:00Z",
-    )
+    """A Compose service's container, named after its service."""
+    labels = {"com.docker.compose.service": name}
+    return make_container(name, *networks, labels=labels, ports=ports, paused=paused)
 
 
 WEB = container(
