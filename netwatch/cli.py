@@ -185,6 +185,8 @@ async def _run_daemon(config: Config, policy: Policy | None) -> int:
     except ListenError as exc:
         print(f"netwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as exc:
+        return _report_config_error(exc, "configuration")
     except DockerError as exc:
         print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
         return EXIT_ENGINE
@@ -200,6 +202,8 @@ async def _run_matrix(
 
     try:
         snapshot = await one_round(config, policy)
+    except ConfigError as exc:
+        return _report_config_error(exc, "configuration")
     except DockerError as exc:
         print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
         return EXIT_ENGINE

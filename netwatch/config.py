@@ -202,6 +202,9 @@ class TcpSettings(Section):
 
 
 class ProbeSettings(Section):
+    # auto: from sockets in each container's namespace where netwatch may
+    # enter it (root or CAP_SYS_ADMIN, namespaces visible), else by exec.
+    engine: Literal["auto", "exec", "netns"] = "auto"
     ping: PingSettings = PingSettings()
     tcp: TcpSettings = TcpSettings()
     jitter: float = Field(

@@ -26,7 +26,7 @@ from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import plan_pairs
 from netwatch.policy import Policy
-from netwatch.probes.exec_engine import ExecEngine
+from netwatch.probes.engines import choose_engine, close_engine
 from netwatch.probes.outcome import ProbeKind
 from netwatch.scheduler import Scheduler
 from netwatch.web import WebSources, bound_port, build_app, start_server
@@ -137,11 +137,7 @@ class Daemon:
     async def _run_with(self, client: DockerClient) -> None:
         config = self.config
         self_id = own_container_id()
-        engine = ExecEngine(
-            client,
-            config.probes,
-            metrics=self.metrics,
-        )
+        engine, why = choose_engine(config.probes, client, self.metrics)
         self._scheduler = Scheduler(
             engine,
             self.matrix,
@@ -159,6 +155,7 @@ class Daemon:
         log.info(
             "daemon.starting",
             engine=engine.name,
+            engine_reason=why,
             docker=client.address,
             own_container=self_id[:12] if self_id else None,
             probes={
@@ -180,6 +177,7 @@ class Daemon:
             await self._scheduler.drain(_DRAIN_TIMEOUT_S)
             for worker in workers:
                 worker.cancel()
+        await close_engine(engine)
 
     async def _replan(self) -> None:
         assert self._discovery is not None

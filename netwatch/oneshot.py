@@ -15,7 +15,7 @@ from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import PairPlan, hold_pairs, plan_pairs
 from netwatch.policy import Policy
-from netwatch.probes.exec_engine import ExecEngine
+from netwatch.probes.engines import choose_engine, close_engine
 from netwatch.scheduler import enabled_kinds, probe_once
 
 
@@ -62,8 +62,13 @@ async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnaps
         plan, monitored = await _plan(discovery, config, policy)
         matrix = ReachabilityMatrix(config.matrix)
         matrix.set_plan(plan, monitored)
-        engine = ExecEngine(client, config.probes, metrics=discovery.metrics)
-        await probe_once(engine, matrix, plan, monitored, enabled_kinds(config.probes))
+        engine, _ = choose_engine(config.probes, client, discovery.metrics)
+        try:
+            await probe_once(
+                engine, matrix, plan, monitored, enabled_kinds(config.probes)
+            )
+        finally:
+            await close_engine(engine)
 
         # A container that stopped during the round is not a network fault:
         # its pairs are shown as not measured, whatever the probes saw.

@@ -37,6 +37,8 @@ FAST = {
     "NETWATCH_PROBES__TCP__INTERVAL": "4s",
     "NETWATCH_PROBES__TCP__CONNECT_TIMEOUT": "1s",
     "NETWATCH_LOG__FORMAT": "json",
+    # The exec engine unless a test asks for the namespace engine.
+    "NETWATCH_PROBES__ENGINE": "exec",
 }
 
 

@@ -1,0 +1,67 @@
+"""Which probe engine runs: namespaces where netwatch may enter them, exec
+elsewhere. `choose_engine` decides once at startup and says why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from netwatch.config import ProbeSettings
+from netwatch.containers import ContainerInfo
+from netwatch.docker_api import DockerClient
+from netwatch.errors import ConfigError
+from netwatch.metrics import SelfMetrics
+from netwatch.probes.exec_engine import ExecEngine
+from netwatch.probes.netns_engine import NetnsEngine, can_enter_namespaces
+from netwatch.probes.outcome import ProbeRequest, ProbeResult
+
+
+class NamespaceFirstEngine:
+    """The namespace engine for every source whose namespace netwatch can
+    see, the exec engine for the others (a sidecar without `pid: host`)."""
+
+    name = "netns"
+
+    def __init__(self, netns: NetnsEngine, fallback: ExecEngine) -> None:
+        self._netns = netns
+        self._fallback = fallback
+
+    async def probe_source(
+        self, src: ContainerInfo, requests: Sequence[ProbeRequest]
+    ) -> list[ProbeResult]:
+        if self._netns.reachable(src):
+            return await self._netns.probe_source(src, requests)
+        return await self._fallback.probe_source(src, requests)
+
+    def forget(self, container_id: str) -> None:
+        self._fallback.forget(container_id)
+
+
+def choose_engine(
+    settings: ProbeSettings, client: DockerClient, metrics: SelfMetrics
+) -> tuple[ExecEngine | NamespaceFirstEngine, str]:
+    """The engine `probes.engine` asks for, and a sentence saying why.
+
+    Raises ConfigError when `netns` is asked for and cannot work here.
+    """
+    exec_engine = ExecEngine(client, settings, metrics=metrics)
+    if settings.engine == "exec":
+        return exec_engine, "probes.engine is exec"
+    allowed, why = can_enter_namespaces()
+    if not allowed:
+        if settings.engine == "netns":
+            raise ConfigError([f"probes.engine: netns cannot run here: {why}"])
+        return exec_engine, f"namespaces cannot be entered ({why}): exec"
+    netns = NetnsEngine(settings, metrics=metrics)
+    return (
+        NamespaceFirstEngine(netns, exec_engine),
+        "setns allowed: probes run from sockets in each container's namespace "
+        "(exec only where its namespace is not visible)",
+    )
+
+
+async def close_engine(engine: object) -> None:
+    """Stops an engine's worker threads, if it has any."""
+    netns = getattr(engine, "_netns", None)
+    if isinstance(netns, NetnsEngine):
+        await asyncio.to_thread(netns.close)

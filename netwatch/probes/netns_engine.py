@@ -1,0 +1,388 @@
+"""The namespace engine: probes from sockets made inside the source
+container's network namespace, with no exec at all.
+
+A worker thread enters the container's namespace (setns on
+/proc/PID/ns/net, through pyroute2), creates the sockets and comes back; the
+sockets stay in the container's namespace, and the event loop drives them.
+So a container without any tool (distroless, scratch) is measured like any
+other, and probing costs it nothing. ICMP echo goes over a datagram socket
+(Docker sets `net.ipv4.ping_group_range` in containers), TCP is a plain
+non-blocking connect, timed by netwatch itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from netwatch.config import ProbeSettings
+from netwatch.containers import ContainerInfo
+from netwatch.metrics import SelfMetrics
+from netwatch.probes.outcome import (
+    ProbeKind,
+    ProbeRequest,
+    ProbeResult,
+    Reason,
+    first_line,
+    outcome_for,
+    unmeasured,
+)
+
+log = structlog.get_logger("netwatch.netns")
+
+_ECHO_REQUEST = 8
+_ECHO_REPLY = 0
+_ECHO_REQUEST_V6 = 128
+_ECHO_REPLY_V6 = 129
+_PAYLOAD = b"netwatch-probe-00"
+# Errors of sendto/connect that mean the network said no.
+_NO_ROUTE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EPERM, errno.EACCES}
+
+
+class NamespaceUnavailableError(Exception):
+    """The container's namespace cannot be entered from here."""
+
+
+def _setns(fd: int) -> None:
+    # pyroute2 wraps the setns(2) call; imported late, it is only needed here.
+    from pyroute2.netns import setns  # type: ignore[import-untyped]
+
+    setns(fd, flags=0)
+
+
+def namespace_path(pid: int, proc: Path = Path("/proc")) -> Path:
+    return proc / str(pid) / "ns" / "net"
+
+
+def can_enter_namespaces(proc: Path = Path("/proc")) -> tuple[bool, str]:
+    """Whether this process may setns into network namespaces, and why not."""
+    try:
+        home = os.open(proc / "self" / "ns" / "net", os.O_RDONLY)
+    except OSError as exc:
+        return False, f"cannot open its own namespace: {exc.strerror}"
+    try:
+        _setns(home)
+    except OSError as exc:
+        return (
+            False,
+            f"setns is not allowed (needs CAP_SYS_ADMIN): {exc.strerror or exc}",
+        )
+    except ImportError as exc:
+        return False, f"pyroute2 is missing: {exc}"
+    finally:
+        os.close(home)
+    return True, "setns allowed"
+
+
+@dataclass
+class _Sockets:
+    icmp: socket.socket | None = None
+    icmp6: socket.socket | None = None
+    tcp: list[socket.socket] = field(default_factory=list)
+    problem: str | None = None
+
+    def close(self) -> None:
+        for sock in (self.icmp, self.icmp6, *self.tcp):
+            if sock is not None:
+                sock.close()
+
+
+def _make_sockets(
+    path: Path,
+    want_icmp: bool,
+    want_icmp6: bool,
+    tcp_families: list[socket.AddressFamily],
+) -> _Sockets:
+    """In a worker thread: enter the namespace, make the sockets, come back."""
+    made = _Sockets()
+    try:
+        target = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        made.problem = f"cannot open {path}: {exc.strerror}"
+        return made
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            if want_icmp:
+                made.icmp = socket.socket(
+                    socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP
+                )
+            if want_icmp6:
+                made.icmp6 = socket.socket(
+                    socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6
+                )
+            made.tcp = [
+                socket.socket(family, socket.SOCK_STREAM) for family in tcp_families
+            ]
+        except OSError as exc:
+            made.problem = (
+                f"cannot make a socket in the namespace: {exc.strerror or exc}"
+            )
+        finally:
+            # Back home, always: this thread serves other containers next.
+            _setns(home)
+    except OSError as exc:
+        made.problem = f"cannot enter the namespace: {exc.strerror or exc}"
+    finally:
+        os.close(target)
+        os.close(home)
+    for sock in (made.icmp, made.icmp6, *made.tcp):
+        if sock is not None:
+            sock.setblocking(False)
+    return made
+
+
+@dataclass
+class _Echoes:
+    """Echo requests sent to one address, and their replies."""
+
+    sent_at: dict[int, float] = field(default_factory=dict)
+    replied: set[int] = field(default_factory=set)
+    rtts: list[float] = field(default_factory=list)
+    error: OSError | None = None
+
+
+def _replies(
+    sock: socket.socket,
+    echoes: dict[str, _Echoes],
+    v6: bool,
+    answered: asyncio.Event,
+    complete: Callable[[], bool],
+) -> Callable[[], None]:
+    """A reader callback: takes every datagram waiting, keeps our replies."""
+    reply_kind = _ECHO_REPLY_V6 if v6 else _ECHO_REPLY
+
+    def read() -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error queued on the socket: no reply
+            arrived = time.perf_counter()
+            if len(data) < 8 or data[0] != reply_kind or not data.endswith(_PAYLOAD):
+                continue
+            record = echoes.get(peer[0])
+            sequence = struct.unpack("!H", data[6:8])[0]
+            if record is None or sequence not in record.sent_at:
+                continue
+            if sequence in record.replied:
+                continue  # a duplicate reply
+            record.replied.add(sequence)
+            record.rtts.append(arrived - record.sent_at[sequence])
+            if complete():
+                answered.set()
+
+    return read
+
+
+def _echo(sequence: int, v6: bool) -> bytes:
+    # The kernel fills in the identifier and the checksum of ping sockets.
+    kind = _ECHO_REQUEST_V6 if v6 else _ECHO_REQUEST
+    return struct.pack("!BBHHH", kind, 0, 0, 0, sequence) + _PAYLOAD
+
+
+class NetnsEngine:
+    """Runs probe requests from sockets inside the source's namespace."""
+
+    name = "netns"
+
+    def __init__(
+        self,
+        settings: ProbeSettings,
+        *,
+        metrics: SelfMetrics,
+        proc: Path = Path("/proc"),
+        workers: int = 4,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._proc = proc
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="netns")
+
+    def forget(self, container_id: str) -> None:
+        """Nothing is remembered per container."""
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def reachable(self, src: ContainerInfo) -> bool:
+        return src.pid > 0 and namespace_path(src.pid, self._proc).exists()
+
+    async def probe_source(
+        self, src: ContainerInfo, requests: Sequence[ProbeRequest]
+    ) -> list[ProbeResult]:
+        if not requests:
+            return []
+        if not self.reachable(src):
+            detail = f"network namespace of pid {src.pid} is not visible"
+            return [unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests]
+
+        pings = [r for r in requests if r.probe is ProbeKind.PING]
+        connects = [r for r in requests if r.probe is ProbeKind.TCP]
+        families = [
+            socket.AF_INET6 if ":" in r.address else socket.AF_INET for r in connects
+        ]
+        loop = asyncio.get_running_loop()
+        sockets = await loop.run_in_executor(
+            self._pool,
+            _make_sockets,
+            namespace_path(src.pid, self._proc),
+            any(":" not in r.address for r in pings),
+            any(":" in r.address for r in pings),
+            families,
+        )
+        try:
+            if sockets.problem is not None:
+                detail = first_line(sockets.problem)
+                return [
+                    unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests
+                ]
+            async with asyncio.TaskGroup() as tasks:
+                pinging = tasks.create_task(self._ping(src.id, pings, sockets))
+                connecting = [
+                    tasks.create_task(self._connect(src.id, request, sock))
+                    for request, sock in zip(connects, sockets.tcp, strict=True)
+                ]
+            return pinging.result() + [task.result() for task in connecting]
+        finally:
+            sockets.close()
+
+    async def _ping(
+        self, src: str, requests: list[ProbeRequest], sockets: _Sockets
+    ) -> list[ProbeResult]:
+        """Sends `count` echoes to every address, `spacing` apart, and waits
+        for replies up to `reply_timeout` after the last one."""
+        if not requests:
+            return []
+        settings = self._settings.ping
+        loop = asyncio.get_running_loop()
+        echoes = {request.address: _Echoes() for request in requests}
+        answered = asyncio.Event()
+
+        def complete() -> bool:
+            return all(
+                len(r.rtts) >= len(r.sent_at)
+                for r in echoes.values()
+                if r.error is None
+            )
+
+        # Replies are read as they arrive (a reader on each socket), echoes
+        # are sent straight from the non-blocking sockets: uvloop offers
+        # neither sock_sendto nor sock_recvfrom.
+        listening = []
+        for sock, v6 in ((sockets.icmp, False), (sockets.icmp6, True)):
+            if sock is not None:
+                reader = _replies(sock, echoes, v6, answered, complete)
+                loop.add_reader(sock.fileno(), reader)
+                listening.append(sock.fileno())
+        try:
+            for sequence in range(1, settings.count + 1):
+                for address, record in echoes.items():
+                    if record.error is not None:
+                        continue
+                    v6 = ":" in address
+                    sock = sockets.icmp6 if v6 else sockets.icmp
+                    assert sock is not None
+                    try:
+                        record.sent_at[sequence] = time.perf_counter()
+                        sock.sendto(_echo(sequence, v6), (address, 0))
+                    except OSError as exc:
+                        record.sent_at.pop(sequence, None)
+                        record.error = exc
+                if sequence < settings.count:
+                    await asyncio.sleep(settings.spacing)
+            # Every echo is out: wait for the last replies, or the timeout.
+            answered.clear()
+            if complete():
+                answered.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.reply_timeout):
+                    await answered.wait()
+        finally:
+            for fileno in listening:
+                loop.remove_reader(fileno)
+
+        now = time.time()
+        return [
+            self._ping_result(src, request, echoes[request.address], now)
+            for request in requests
+        ]
+
+    def _ping_result(
+        self, src: str, request: ProbeRequest, record: _Echoes, now: float
+    ) -> ProbeResult:
+        sent, received = len(record.sent_at), len(record.rtts)
+        if record.error is not None and sent == 0:
+            reason = (
+                Reason.NO_ROUTE
+                if record.error.errno in _NO_ROUTE_ERRNOS
+                else Reason.EXEC_FAILED
+            )
+            detail = f"send: {record.error.strerror or record.error}"
+        elif received:
+            reason, detail = None, f"{sent} echoes sent, {received} replies"
+        else:
+            reason, detail = Reason.NO_REPLY, f"{sent} echoes sent, no reply"
+        return ProbeResult(
+            probe=ProbeKind.PING,
+            src=src,
+            dst=request.dst,
+            address=request.address,
+            network=request.network,
+            outcome=outcome_for(reason),
+            reason=reason,
+            detail=detail,
+            at=now,
+            sent=sent,
+            received=min(received, sent),
+            rtt_samples_s=tuple(record.rtts),
+        )
+
+    async def _connect(
+        self, src: str, request: ProbeRequest, sock: socket.socket
+    ) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        assert request.port is not None
+        reason: Reason | None = None
+        connect_s: float | None = None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._settings.tcp.connect_timeout):
+                await loop.sock_connect(sock, (request.address, request.port))
+            connect_s = time.perf_counter() - started
+            detail = "connected"
+        except TimeoutError:
+            reason, detail = Reason.TIMEOUT, "connect timed out"
+        except ConnectionRefusedError:
+            reason, detail = Reason.REFUSED, "connection refused"
+        except OSError as exc:
+            no_route = exc.errno in _NO_ROUTE_ERRNOS
+            reason = Reason.NO_ROUTE if no_route else Reason.EXEC_FAILED
+            detail = f"connect: {exc.strerror or exc}"
+        return ProbeResult(
+            probe=ProbeKind.TCP,
+            src=src,
+            dst=request.dst,
+            address=request.address,
+            network=request.network,
+            port=request.port,
+            outcome=outcome_for(reason),
+            reason=reason,
+            detail=detail,
+            at=time.time(),
+            connect_s=connect_s,
+        )
