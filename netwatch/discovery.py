@@ -177,14 +177,10 @@ class Discovery:
         self._mark_engine(up=True)
         self.synced.set()
         if changed:
-            for info in filter(self._watched, fresh.values()):
-                known = before.get(info.id)
-                if known is not None and known.labels == info.labels:
-                    continue  # its label problems were reported already
-                for problem in info.label_problems:
-                    log.warning(
-                        "discovery.label_ignored", container=info.name, reason=problem
-                    )
+            # One line per container that came, went or changed, as for events.
+            for container_id in before.keys() | fresh.keys():
+                if before.get(container_id) != fresh.get(container_id):
+                    self._log_change(before.get(container_id), fresh.get(container_id))
             self._on_change()
 
     async def _remote_tasks(

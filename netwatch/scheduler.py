@@ -146,6 +146,22 @@ async def probe_once(
             tasks.create_task(one(src_id, pairs))
 
 
+def changed_sources(previous: PairPlan, plan: PairPlan) -> set[str]:
+    """Sources with a pair in both plans whose targets or expectation differ."""
+    changed = set()
+    for key, pair in plan.pairs.items():
+        before = previous.pairs.get(key)
+        if before is None:
+            continue
+        if (before.targets, before.expected_reachable, before.hold) != (
+            pair.targets,
+            pair.expected_reachable,
+            pair.hold,
+        ):
+            changed.add(pair.src)
+    return changed
+
+
 def _offset_fraction(container_id: str) -> float:
     digest = hashlib.sha256(container_id.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -234,7 +250,9 @@ class Scheduler:
 
     def update(self, plan: PairPlan, containers: Mapping[str, ContainerInfo]) -> None:
         """Adopts a new plan: stops gone sources, starts new ones, and runs
-        sources whose pairs changed early."""
+        early the sources whose existing pairs changed (a network connected
+        or disconnected). New destinations wait for the next round: a batch
+        of new containers must not make every source probe again at once."""
         previous = self._plan
         self._plan = plan
         self._containers = containers
@@ -245,8 +263,8 @@ class Scheduler:
             return
         self._reconcile()
         if previous is not None:
-            for src, pairs in plan.by_source.items():
-                if previous.by_source.get(src) != pairs and src in self._nudges:
+            for src in changed_sources(previous, plan):
+                if src in self._nudges:
                     self._nudges[src].set()
 
     def _reconcile(self) -> None:

@@ -47,10 +47,14 @@ run_job() {
 # The exec's process is its own process group: kill 0 ends every job, and
 # this script, however the tools behave. Without `sleep` there is no
 # watchdog ($1 is 0) and netwatch's own deadline is the only bound.
+#
+# Every process started here is waited for: an orphan would be adopted by
+# the container's PID 1, and many PID 1s never reap, so each would stay a
+# zombie. (Only when the watchdog fires do killed tools become orphans.)
 watchdog_pid=
 if [ "$watchdog" -gt 0 ]; then
     (
-        trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+        trap 'kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null; exit 0' TERM
         sleep "$watchdog" &
         sleeper=$!
         wait "$sleeper"
@@ -79,5 +83,8 @@ done
 for pid in $pids; do
     wait "$pid"
 done
-[ -z "$watchdog_pid" ] || kill "$watchdog_pid" 2>/dev/null
+if [ -n "$watchdog_pid" ]; then
+    kill "$watchdog_pid" 2>/dev/null
+    wait "$watchdog_pid" 2>/dev/null
+fi
 printf '\n@@done-%s\n' "$nonce"

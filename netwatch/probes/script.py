@@ -165,7 +165,7 @@ TOOLBOX_SCRIPT = r"""
 watchdog_pid=
 if [ "$1" -gt 0 ] && command -v sleep >/dev/null 2>&1; then
     (
-        trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+        trap 'kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null; exit 0' TERM
         sleep "$1" &
         sleeper=$!
         wait "$sleeper"
@@ -186,7 +186,10 @@ if command -v date >/dev/null 2>&1; then
     printf '\n@@section date\n'; date +%s%N </dev/null 2>&1
 fi
 printf '\n@@section end\n'
-[ -z "$watchdog_pid" ] || kill "$watchdog_pid" 2>/dev/null
+if [ -n "$watchdog_pid" ]; then
+    kill "$watchdog_pid" 2>/dev/null
+    wait "$watchdog_pid" 2>/dev/null
+fi
 """
 TOOLBOX_DONE = b"\n@@section end\n"
 _HAVE = re.compile(r"^@@have (\S+)$", re.MULTILINE)

@@ -265,3 +265,22 @@ def test_a_taken_port_is_a_clear_error(lab, start_daemon):
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{daemon.port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_no_zombie_is_left_where_pid_1_never_reaps(lab, start_daemon):
+    """Rounds of probes leave no zombie in a container whose PID 1 (sleep)
+    never reaps orphans: every process a probe starts is waited for."""
+    lab.network("app")
+    quiet = lab.run("quiet", networks=("app",))
+    lab.listen("server", networks=("app",))
+    daemon = start_daemon()
+    daemon.wait_ready()
+
+    wait_for(
+        lambda: series(daemon.metrics(), "netwatch_rounds_total", probe="ping")[0] >= 4,
+        40,
+        "four rounds",
+    )
+
+    states = docker("top", quiet, "-o", "stat,args").splitlines()[1:]
+    assert not [line for line in states if line.strip().startswith("Z")], states
