@@ -55,6 +55,8 @@ from netwatch.probes.script import (
 from netwatch.probes.tcp import NcVariant, parse_nc_output, tcp_argv
 
 OUTPUT_CAP_BYTES = 1 << 20
+# Exit codes of a tool ended by TERM or KILL (128 + signal).
+_KILLED = (143, 137)
 TOOLBOX_DEADLINE_S = 5.0
 # The probe runner's watchdog fires this long after the slowest tool's own
 # deadline; netwatch stops waiting this long after that.
@@ -230,6 +232,11 @@ class ExecEngine:
         if record is None:
             reason, detail = _missing_record(job_id, runner, output)
             return unmeasured(src.id, request, reason, detail)
+        if runner.watchdog_fired and record.exit_code in _KILLED:
+            detail = (
+                "the tool overran its deadline; the probe runner's watchdog ended it"
+            )
+            return unmeasured(src.id, request, Reason.EXEC_TIMEOUT, detail)
         if request.probe is ProbeKind.PING:
             return _ping_result(src.id, request, record, now)
         return _tcp_result(src.id, request, record, now)

@@ -25,15 +25,24 @@ nonce=$3
 total=$#
 pids=
 
+# Every process started here is waited for: an orphan would be adopted by
+# the container's PID 1, and many PID 1s never reap, so each would stay a
+# zombie. So the shells survive the watchdog's TERM (a trap, which unlike an
+# ignored signal is not passed on to the tools they run), and reap the tools
+# it ends.
+trap : TERM
+
 now() {
     if [ "$clock" = date ]; then date +%s%N; else echo -; fi
 }
 
 run_job() {
+    trap : TERM
     job_id=$1
     shift
     t0=$(now)
     result=$(
+        trap : TERM
         exec 3>&1
         err=$("$@" 2>&1 1>&3 3>&- </dev/null)
         rc=$?
@@ -44,21 +53,25 @@ run_job() {
         "$nonce" "$job_id" "${#result}" "$t0" "$t1" "$result" "$nonce" "$job_id"
 }
 
-# The exec's process is its own process group: kill 0 ends every job, and
-# this script, however the tools behave. Without `sleep` there is no
+# The watchdog: when its time is up, it sends TERM to the whole process
+# group (the exec's process leads its own group), so tools that overran die
+# and their shells report them; a tool that ignores TERM gets KILL two
+# seconds later, the last resort, which can leave orphans behind. The script
+# tells the watchdog it is done with USR1. Without `sleep` there is no
 # watchdog ($1 is 0) and netwatch's own deadline is the only bound.
-#
-# Every process started here is waited for: an orphan would be adopted by
-# the container's PID 1, and many PID 1s never reap, so each would stay a
-# zombie. (Only when the watchdog fires do killed tools become orphans.)
 watchdog_pid=
 if [ "$watchdog" -gt 0 ]; then
     (
-        trap 'kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null; exit 0' TERM
+        trap 'kill "$sleeper" 2>/dev/null; wait "$sleeper" 2>/dev/null; exit 0' USR1
+        trap : TERM
         sleep "$watchdog" &
         sleeper=$!
         wait "$sleeper"
         printf '\n@@watchdog-%s\n' "$nonce"
+        kill -TERM 0
+        sleep 2 &
+        sleeper=$!
+        wait "$sleeper"
         kill -9 0
     ) >&2 &
     watchdog_pid=$!
@@ -79,12 +92,17 @@ while [ "$i" -le "$total" ]; do
     i=$((last + 1))
 done
 
-# `wait` with no operand would also wait for the watchdog.
+# `wait` with no operand would also wait for the watchdog. A TERM from the
+# watchdog interrupts `wait`, so each child is waited for until it is gone.
 for pid in $pids; do
-    wait "$pid"
+    while kill -0 "$pid" 2>/dev/null; do
+        wait "$pid"
+    done
 done
 if [ -n "$watchdog_pid" ]; then
-    kill "$watchdog_pid" 2>/dev/null
-    wait "$watchdog_pid" 2>/dev/null
+    kill -USR1 "$watchdog_pid" 2>/dev/null
+    while kill -0 "$watchdog_pid" 2>/dev/null; do
+        wait "$watchdog_pid"
+    done
 fi
 printf '\n@@done-%s\n' "$nonce"
