@@ -256,7 +256,9 @@ def test_rules_name_only_metrics_netwatch_exports(lab, start_daemon):
     daemon.wait_ready()
     exported = set(re.findall(r"^(netwatch_[a-z_]+)", daemon.metrics(), re.M))
 
-    rules = (ROOT / "deploy/prometheus/rules/netwatch.rules.yml").read_text()
+    rules = "\n".join(
+        path.read_text() for path in (ROOT / "deploy/prometheus/rules").glob("*.yml")
+    )
     used = set(re.findall(r"\b(netwatch_[a-z_]+)", rules))
 
     assert used, "no netwatch metric found in the rules"
@@ -274,7 +276,7 @@ def test_prometheus_rules_check_and_unit_tests_pass():
     rules_dir = Path(ROOT / "deploy/prometheus")
 
     checked = subprocess.run(
-        [promtool, "check", "rules", "rules/netwatch.rules.yml"],
+        [promtool, "check", "rules", *sorted(str(p) for p in rules_dir.glob("rules/*.yml"))],
         cwd=rules_dir, capture_output=True, text=True, check=False,
     )  # fmt: skip
     tested = subprocess.run(

@@ -107,10 +107,10 @@ class Prometheus:
             if REQUIRE_DOCKER or os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
-        rules = ROOT / "deploy/prometheus/rules/netwatch.rules.yml"
+        rules = ROOT / "deploy/prometheus/rules"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(rules)],
+            "rule_files": [str(path) for path in sorted(rules.glob("*.rules.yml"))],
             "scrape_configs": [
                 {
                     "job_name": "netwatch",
