@@ -275,8 +275,9 @@ def test_prometheus_rules_check_and_unit_tests_pass():
         pytest.fail("promtool is missing (Debian package prometheus)")
     rules_dir = Path(ROOT / "deploy/prometheus")
 
+    files = sorted(str(path) for path in rules_dir.glob("rules/*.yml"))
     checked = subprocess.run(
-        [promtool, "check", "rules", *sorted(str(p) for p in rules_dir.glob("rules/*.yml"))],
+        [promtool, "check", "rules", *files],
         cwd=rules_dir, capture_output=True, text=True, check=False,
     )  # fmt: skip
     tested = subprocess.run(
