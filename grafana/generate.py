@@ -15,12 +15,22 @@ DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 OUT = Path(__file__).parent / "dashboards"
 PAIR = 'src="$src", dst="$dst"'
 
-# Verdict colours, as the matrix page shows them.
-VERDICT_COLOURS = {
-    "ok": "green",
-    "broken": "red",
-    "unexpected": "purple",
-    "unmeasured": "yellow",
+# The matrix grid: one number per pair telling the verdicts apart, and
+# reachable-as-expected from isolated-as-expected, coloured as the page does.
+MATRIX_CODES = (
+    "max by (src, dst) ("
+    '(netwatch_pair_verdict{verdict="ok"} * on (instance, src, dst, src_service, dst_service) '
+    "group_left () (2 - netwatch_pair_expected_reachable))"
+    ' + ignoring (verdict) (netwatch_pair_verdict{verdict="unmeasured"} * 3)'
+    ' + ignoring (verdict) (netwatch_pair_verdict{verdict="broken"} * 4)'
+    ' + ignoring (verdict) (netwatch_pair_verdict{verdict="unexpected"} * 5))'
+)
+MATRIX_CELLS = {
+    1: ("reachable", "green"),
+    2: ("isolated", "#4b5563"),
+    3: ("not measured", "yellow"),
+    4: ("broken", "red"),
+    5: ("unexpected", "purple"),
 }
 
 
@@ -201,7 +211,7 @@ def overview() -> dict[str, Any]:
     )
     panels.add(
         stat(
-            "Containers / pairs",
+            "Containers",
             "sum(netwatch_containers)",
             "blue",
             "Containers netwatch monitors.",
@@ -213,21 +223,15 @@ def overview() -> dict[str, Any]:
         {
             "type": "table",
             "title": "Reachability matrix (rows: sources, columns: destinations)",
-            "description": "Each cell is the pair's verdict: ok (as expected), broken, unexpected, unmeasured.",
-            "targets": [
-                target(
-                    "max by (src, dst, verdict) (netwatch_pair_verdict == 1)",
-                    instant=True,
-                    table=True,
-                )
-            ],
+            "description": "Each cell is the pair's verdict: reachable or isolated as expected, broken, unexpected, not measured.",
+            "targets": [target(MATRIX_CODES, instant=True, table=True)],
             "transformations": [
                 {
                     "id": "groupingToMatrix",
                     "options": {
                         "columnField": "dst",
                         "rowField": "src",
-                        "valueField": "verdict",
+                        "valueField": "Value",
                     },
                 },
             ],
@@ -241,19 +245,25 @@ def overview() -> dict[str, Any]:
                         {
                             "type": "value",
                             "options": {
-                                verdict: {
-                                    "text": verdict,
+                                str(code): {
+                                    "text": text,
                                     "color": colour,
-                                    "index": index,
+                                    "index": code,
                                 }
-                                for index, (verdict, colour) in enumerate(
-                                    VERDICT_COLOURS.items()
-                                )
+                                for code, (text, colour) in MATRIX_CELLS.items()
                             },
                         },
                     ],
                 },
-                "overrides": [],
+                # The row names are not a verdict: no colour for them.
+                "overrides": [
+                    {
+                        "matcher": {"id": "byName", "options": "src\\dst"},
+                        "properties": [
+                            {"id": "custom.cellOptions", "value": {"type": "auto"}}
+                        ],
+                    },
+                ],
             },
             "options": {"showHeader": True, "cellHeight": "sm"},
         },
