@@ -220,6 +220,17 @@ class ProbeSettings(Section):
     )
 
 
+class PlannerSettings(Section):
+    """How many pairs a large host probes (see netwatch.pairs.tier_plan)."""
+
+    # Up to this many ordered pairs, every pair is probed.
+    max_pairs: Count = Field(default=2000, ge=1)
+    # Above it: isolation checks kept per source (pairs sharing no network).
+    isolation_sample: Count = Field(default=3, ge=0)
+    # The sample changes this often, so every pair is checked in time.
+    rotate_every: Duration = 3600.0
+
+
 class MatrixSettings(Section):
     loss_window: Count = Field(
         default=10, ge=1, le=1000, description="Ping runs kept per pair."
@@ -402,6 +413,7 @@ class Config(BaseSettings):
     discovery: DiscoverySettings = DiscoverySettings()
     probes: ProbeSettings = ProbeSettings()
     matrix: MatrixSettings = MatrixSettings()
+    planner: PlannerSettings = PlannerSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     alerts: AlertSettings = AlertSettings()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry
@@ -19,12 +20,14 @@ from prometheus_client import CollectorRegistry
 from netwatch.alerts.rules import Health
 from netwatch.alerts.service import AlertService, LifecycleClock, default_external_url
 from netwatch.config import Config
+from netwatch.containers import ContainerInfo
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
 from netwatch.errors import ListenError
 from netwatch.matrix import ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
-from netwatch.pairs import plan_pairs
+from netwatch.netstat import Netstat, read_netstat
+from netwatch.pairs import Tiering, plan_pairs, tier_plan
 from netwatch.policy import Policy
 from netwatch.probes.engines import choose_engine, close_engine
 from netwatch.probes.outcome import ProbeKind
@@ -40,6 +43,14 @@ _REPLAN_DEBOUNCE_S = 0.2
 _DRAIN_TIMEOUT_S = 6.0
 
 
+def _read_all(containers: Mapping[str, ContainerInfo]) -> dict[str, Netstat]:
+    return {
+        container_id: stat
+        for container_id, info in containers.items()
+        if info.pid > 0 and (stat := read_netstat(info.pid)) is not None
+    }
+
+
 class Daemon:
     def __init__(self, config: Config, policy: Policy | None = None) -> None:
         self.config = config
@@ -47,6 +58,8 @@ class Daemon:
         self.started_at = time.time()
         self.lifecycle = LifecycleClock()
         self.alerts: AlertService | None = None
+        self.netstats: dict[str, Netstat] = {}
+        self._salt: int | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = SelfMetrics(self.registry)
         self.matrix = ReachabilityMatrix(config.matrix)
@@ -101,6 +114,10 @@ class Daemon:
                 self.registry,
                 self._alert_documents,
                 policy=self.policy.source if self.policy else None,
+                netstats=self._netstat_view,
+                # A pair measured within two rounds of its slowest probe.
+                coverage_window_s=2
+                * max(config.probes.ping.interval, config.probes.tcp.interval),
             )
         )
         try:
@@ -168,6 +185,7 @@ class Daemon:
                 tasks.create_task(self._discovery.run()),
                 tasks.create_task(self._scheduler.run()),
                 tasks.create_task(self._replan()),
+                tasks.create_task(self._read_netstats()),
             ]
             if self.alerts is not None:
                 workers.append(tasks.create_task(self.alerts.run()))
@@ -193,7 +211,11 @@ class Daemon:
                 max_ports=self.config.probes.tcp.max_ports,
                 every=self._discovery.containers.values(),
                 policy=self.policy,
+                listening={cid: n.listening for cid, n in self.netstats.items()},
             )
+            plan, left_out = tier_plan(plan, self._tiering())
+            if left_out:
+                log.debug("daemon.plan_tiered", pairs=plan.count, sampled_out=left_out)
             self.lifecycle.observe(monitored, time.time())
             self.matrix.set_plan(plan, monitored)
             self._scheduler.update(plan, monitored)
@@ -204,8 +226,39 @@ class Daemon:
                     containers=len(monitored),
                     pairs=plan.count,
                     unaddressable=len(plan.unaddressable),
+                    sampled_out=plan.sampled_out,
                 )
                 last_counts = counts
+
+    def _tiering(self) -> Tiering:
+        planner = self.config.planner
+        return Tiering(
+            max_pairs=planner.max_pairs,
+            isolation_sample=planner.isolation_sample,
+            salt=int(time.time() // planner.rotate_every),
+        )
+
+    async def _read_netstats(self) -> None:
+        """Every ping interval: each container's interface counters and
+        listening ports, from /proc, where its namespace is visible. New
+        listening ports make a new plan (they become TCP targets)."""
+        assert self._discovery is not None
+        while True:
+            read = await asyncio.to_thread(_read_all, self._discovery.monitored())
+            before = {cid: n.listening for cid, n in self.netstats.items()}
+            self.netstats = read
+            salt = self._tiering().salt
+            # New listening ports are new targets; a new salt, a new sample.
+            listening = {cid: n.listening for cid, n in read.items()}
+            if listening != before or salt != self._salt:
+                self._salt = salt
+                self._changed.set()
+            await asyncio.sleep(self.config.probes.ping.interval)
+
+    def _netstat_view(
+        self,
+    ) -> tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]]:
+        return self.netstats, self.matrix.snapshot().containers
 
     def _on_round(self, kind: ProbeKind, completed: int) -> None:
         if completed == 1:

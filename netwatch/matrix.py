@@ -128,6 +128,7 @@ class MatrixSnapshot:
     containers: Mapping[str, ContainerInfo]
     pairs: Mapping[PairKey, PairView]
     unaddressable: Mapping[PairKey, str]
+    sampled_out: int = 0
 
     def name(self, container_id: str) -> str:
         info = self.containers.get(container_id)
@@ -343,6 +344,7 @@ class ReachabilityMatrix:
                 containers=self._containers,
                 pairs=MappingProxyType({k: r.view for k, r in self._records.items()}),
                 unaddressable=self._plan.unaddressable,
+                sampled_out=self._plan.sampled_out,
             )
         return self._snapshot
 

@@ -13,7 +13,8 @@ Both register on a registry passed in, never the global one.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +33,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from netwatch import __version__
+from netwatch.containers import ContainerInfo
 from netwatch.matrix import (
     LATENCY_BUCKETS_S,
     MatrixSnapshot,
@@ -40,6 +42,7 @@ from netwatch.matrix import (
     Verdict,
 )
 from netwatch.matrix import Histogram as MatrixHistogram
+from netwatch.netstat import Netstat
 from netwatch.probes.outcome import Outcome, ProbeKind
 
 PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
@@ -159,8 +162,12 @@ def _add_histogram(
 class MatrixCollector(Collector):
     """Builds the pair and container families from the current snapshot."""
 
-    def __init__(self, snapshot: Callable[[], MatrixSnapshot]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], MatrixSnapshot], window_s: float | None = None
+    ) -> None:
         self._snapshot = snapshot
+        # Pairs with a result this recent count as measured_recently.
+        self._window_s = window_s
 
     def describe(self) -> list[Metric]:
         return []  # families depend on state; skip the registry's dry run
@@ -247,6 +254,15 @@ class MatrixCollector(Collector):
         )
         pairs.add_metric(["planned"], float(len(snapshot.pairs)))
         pairs.add_metric(["unaddressable"], float(len(snapshot.unaddressable)))
+        pairs.add_metric(["sampled_out"], float(snapshot.sampled_out))
+        if self._window_s is not None:
+            since = time.time() - self._window_s
+            recent = sum(
+                1
+                for pair in snapshot.pairs.values()
+                if any((view.last_at or 0) >= since for view in pair.probes.values())
+            )
+            pairs.add_metric(["measured_recently"], float(recent))
         info = GaugeMetricFamily(
             "netwatch_container_info",
             "One series per monitored container, for joins by name.",
@@ -284,3 +300,58 @@ class MatrixCollector(Collector):
             pairs,
             info,
         )
+
+
+_INTERFACE_COUNTERS = (
+    ("receive_bytes", "Bytes received"),
+    ("transmit_bytes", "Bytes sent"),
+    ("receive_packets", "Packets received"),
+    ("transmit_packets", "Packets sent"),
+    ("receive_errors", "Receive errors"),
+    ("transmit_errors", "Transmit errors"),
+    ("receive_drops", "Received packets dropped"),
+    ("transmit_drops", "Packets to send dropped"),
+)
+
+
+class NetstatCollector(Collector):
+    """Interface counters and listening TCP ports of each container, read
+    from its namespace (where netwatch can see it)."""
+
+    def __init__(
+        self,
+        source: Callable[[], tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]]],
+    ) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        netstats, containers = self._source()
+        families = {
+            field: CounterMetricFamily(
+                f"netwatch_interface_{field}",
+                f"{words} by the container's interface, as its namespace counts.",
+                labels=["container", "interface"],
+            )
+            for field, words in _INTERFACE_COUNTERS
+        }
+        listening = GaugeMetricFamily(
+            "netwatch_container_listening_port",
+            "1 for each TCP port the container listens on for other containers.",
+            labels=["container", "port"],
+        )
+        for container_id, netstat in netstats.items():
+            info = containers.get(container_id)
+            if info is None:
+                continue
+            for interface, counters in netstat.interfaces.items():
+                for field, family in families.items():
+                    family.add_metric(
+                        [info.name, interface], float(getattr(counters, field))
+                    )
+            for port in netstat.listening:
+                listening.add_metric([info.name, str(port)], 1.0)
+        yield from families.values()
+        yield listening

@@ -1,9 +1,10 @@
 """Pair selection: which ordered pairs netwatch probes, and what to expect.
 
-`plan_pairs` is the one place that decides. Today it plans the full mesh of
-monitored containers; a tiered plan for large hosts replaces this function
-(TODO(#5): mesh within networks, a rendezvous-hashed sample across them, a
-probe budget), and everything downstream reads only the `PairPlan`.
+`plan_pairs` is the one place that decides: it plans the full mesh of
+monitored containers, and `tier_plan` cuts it down for large hosts (the
+mesh within each network, a rendezvous-hashed sample of isolation checks
+across networks, a global budget). Everything downstream reads only the
+`PairPlan`.
 
 What the topology says to expect:
 - two containers sharing a network reach each other, addressed by the
@@ -23,11 +24,17 @@ What the topology says to expect:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from netwatch.containers import ContainerInfo, NetworkAttachment, NetworkMode
+from netwatch.containers import (
+    LABEL_PORTS,
+    ContainerInfo,
+    NetworkAttachment,
+    NetworkMode,
+)
 from netwatch.policy import Policy
 
 PairKey = tuple[str, str]
@@ -61,6 +68,8 @@ class PairPlan:
     by_source: Mapping[str, tuple[PlannedPair, ...]]
     # Pairs that exist but have nothing to probe, with the reason.
     unaddressable: Mapping[PairKey, str]
+    # Pairs left out by tiered planning (a large host's budget).
+    sampled_out: int = 0
 
     @property
     def count(self) -> int:
@@ -144,6 +153,7 @@ def plan_pairs(
     max_ports: int,
     every: Iterable[ContainerInfo] = (),
     policy: Policy | None = None,
+    listening: Mapping[str, tuple[int, ...]] | None = None,
 ) -> PairPlan:
     """Plans every ordered pair of `containers` (the monitored ones).
 
@@ -173,7 +183,7 @@ def plan_pairs(
                 continue
 
             expected, basis, targets = _expectation(stacks[src.id], dst_stack)
-            ports = dst.probe_ports
+            ports = _ports(dst, (listening or {}).get(dst.id, ()))
             port_expectations: tuple[tuple[int, bool], ...] = ()
             if policy is not None:
                 decision = policy.decide(src, dst)
@@ -203,6 +213,68 @@ def plan_pairs(
             )
 
     return _plan_of(pairs, unaddressable)
+
+
+@dataclass(frozen=True)
+class Tiering:
+    """How a large host's plan is cut down (config `planner`)."""
+
+    # Pairs planned at most; above it, pairs are sampled.
+    max_pairs: int
+    # Isolation checks per source: pairs towards containers it shares no
+    # network with.
+    isolation_sample: int
+    # Changes the sample, so that every pair is checked in time.
+    salt: int = 0
+
+
+def rendezvous(src: str, dst: str, salt: int) -> int:
+    """A stable, well-spread rank of a pair: the same inputs, the same rank,
+    and adding or removing a container moves no other pair's rank."""
+    digest = hashlib.sha256(f"{salt}:{src}:{dst}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def tier_plan(plan: PairPlan, tiering: Tiering) -> tuple[PairPlan, int]:
+    """The plan cut down for a large host, and how many pairs were left out.
+
+    Every pair expected to reach (a full mesh within each network) is kept
+    while they fit the budget; each source keeps its `isolation_sample`
+    best-ranked isolation checks; when even the mesh exceeds the budget,
+    each source keeps its best-ranked pairs up to its share. Ranks come from
+    rendezvous hashing, so the sample is stable as containers come and go.
+    """
+    if plan.count <= tiering.max_pairs:
+        return plan, 0
+
+    def rank(pair: PlannedPair) -> int:
+        return rendezvous(pair.src, pair.dst, tiering.salt)
+
+    kept: dict[PairKey, PlannedPair] = {}
+    sources = plan.by_source
+    mesh = [p for pairs in sources.values() for p in pairs if p.expected_reachable]
+    if len(mesh) <= tiering.max_pairs:
+        kept.update({(p.src, p.dst): p for p in mesh})
+        room = tiering.max_pairs - len(mesh)
+        per_source = min(tiering.isolation_sample, room // max(1, len(sources)))
+        for pairs in sources.values():
+            isolated = sorted((p for p in pairs if not p.expected_reachable), key=rank)
+            kept.update({(p.src, p.dst): p for p in isolated[:per_source]})
+    else:
+        share = max(1, tiering.max_pairs // max(1, len(sources)))
+        for pairs in sources.values():
+            best = sorted(pairs, key=lambda p: (not p.expected_reachable, rank(p)))
+            kept.update({(p.src, p.dst): p for p in best[:share]})
+    left_out = plan.count - len(kept)
+    return replace(_plan_of(kept, plan.unaddressable), sampled_out=left_out), left_out
+
+
+def _ports(dst: ContainerInfo, listening: tuple[int, ...]) -> tuple[int, ...]:
+    """The label's ports; without a label, the exposed ports and those the
+    container listens on (read from its namespace, where visible)."""
+    if dst.labels.get(LABEL_PORTS, "").strip():
+        return dst.probe_ports
+    return tuple(sorted(set(dst.probe_ports) | set(listening)))
 
 
 def _plan_of(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -16,8 +16,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from netwatch import __version__
+from netwatch.containers import ContainerInfo
 from netwatch.matrix import MatrixSnapshot
-from netwatch.metrics import MatrixCollector
+from netwatch.metrics import MatrixCollector, NetstatCollector
+from netwatch.netstat import Netstat
 from netwatch.report import snapshot_to_dict
 
 # The matrix page: one file, no outside assets; it reads /api/v1/matrix.
@@ -33,19 +35,36 @@ class WebSources:
     self_registry: CollectorRegistry
     alerts: Callable[[], list[dict[str, object]]] = list
     policy: str | None = None
+    netstats: Callable[
+        [], tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]]
+    ] = lambda: ({}, {})
+    coverage_window_s: float | None = None
 
 
-def render_metrics(snapshot: MatrixSnapshot, self_registry: CollectorRegistry) -> bytes:
-    """The exposition: netwatch's own metrics, then the pair families."""
+def render_metrics(
+    snapshot: MatrixSnapshot,
+    self_registry: CollectorRegistry,
+    netstats: tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]] = ({}, {}),
+    coverage_window_s: float | None = None,
+) -> bytes:
+    """The exposition: netwatch's own metrics, then the pair families, then
+    the containers' interfaces."""
     pairs = CollectorRegistry(auto_describe=False)
-    pairs.register(MatrixCollector(lambda: snapshot))
+    pairs.register(MatrixCollector(lambda: snapshot, coverage_window_s))
+    pairs.register(NetstatCollector(lambda: netstats))
     return generate_latest(self_registry) + generate_latest(pairs)
 
 
 def build_app(sources: WebSources) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         snapshot = sources.snapshot()
-        body = await asyncio.to_thread(render_metrics, snapshot, sources.self_registry)
+        body = await asyncio.to_thread(
+            render_metrics,
+            snapshot,
+            sources.self_registry,
+            sources.netstats(),
+            sources.coverage_window_s,
+        )
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def matrix(_: web.Request) -> web.Response:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.integration.conftest import Lab, netwatch_env, run_netwatch
-from tests.integration.test_daemon import three_tier
+from tests.integration.conftest import Lab, netwatch_env, run_netwatch, wait_for
+from tests.integration.test_daemon import series, three_tier
 
 pytestmark = pytest.mark.docker
 
@@ -96,3 +96,32 @@ def test_the_namespace_engine_measures_loss(lab):
     ping = next(p for p in body["pairs"] if p["src"] == src)["probes"]["ping"]
     assert ping["window_sent"] == 100
     assert 0.1 <= ping["loss_ratio"] <= 0.5, ping
+
+
+def test_interfaces_and_listening_ports_come_from_the_namespace(lab, start_daemon):
+    """Without a ports label or exposed ports, the port a container listens
+    on becomes a TCP target; its interface counters are exported."""
+    lab.network("app")
+    server = lab.run("server", networks=("app",), command=("nc", "-lk", "8080"))
+    client = lab.run("client", networks=("app",))
+    daemon = start_daemon(NETNS)
+    daemon.wait_ready()
+
+    def probed() -> bool:
+        tcp = (daemon.pair(client, server) or {}).get("probes", {}).get("tcp")
+        return bool(tcp) and tcp["results"][0]["target"].endswith(":8080")
+
+    wait_for(probed, 40, "the listening port to be probed")
+    metrics = daemon.metrics()
+    assert series(
+        metrics, "netwatch_container_listening_port", container=server, port="8080"
+    ) == [1.0]
+    received = series(
+        metrics,
+        "netwatch_interface_receive_bytes_total",
+        container=server,
+        interface="eth0",
+    )
+    assert received
+    assert received[0] > 0
+    assert daemon.pair(client, server)["probes"]["tcp"]["state"] == "reachable"

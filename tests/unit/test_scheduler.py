@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netwatch.pairs import plan_pairs
+from netwatch.pairs import Tiering, plan_pairs, tier_plan
 from netwatch.scheduler import changed_sources
 from tests.factories import attachment, container
 
@@ -28,3 +28,62 @@ def test_a_network_change_makes_the_affected_sources_probe_early():
     after = plan_pairs([web_alone, API, DB], max_ports=8)
 
     assert changed_sources(before, after) == {WEB.id, API.id}
+
+
+def lab(containers_per_network: int, networks: int) -> list:  # type: ignore[type-arg]
+    return [
+        container(f"c{n}-{i}", attachment(f"net{n}", f"10.{n}.0.{i + 2}"))
+        for n in range(networks)
+        for i in range(containers_per_network)
+    ]
+
+
+def test_a_plan_within_budget_is_left_whole():
+    """Below max_pairs, tiering changes nothing."""
+    plan = plan_pairs(lab(3, 2), max_ports=8)
+
+    tiered, left_out = tier_plan(plan, Tiering(max_pairs=100, isolation_sample=1))
+
+    assert tiered == plan
+    assert left_out == 0
+
+
+def test_tiering_keeps_the_mesh_and_a_few_isolation_checks_per_source():
+    """Every pair sharing a network is kept; each source keeps the sample of
+    isolation checks asked for."""
+    plan = plan_pairs(lab(4, 3), max_ports=8)  # 12 containers, 132 pairs
+
+    tiered, left_out = tier_plan(plan, Tiering(max_pairs=60, isolation_sample=2))
+
+    mesh = [p for p in plan.pairs.values() if p.expected_reachable]
+    assert all((p.src, p.dst) in tiered.pairs for p in mesh)
+    for pairs in tiered.by_source.values():
+        assert sum(1 for p in pairs if not p.expected_reachable) == 2
+    assert left_out == plan.count - tiered.count == tiered.sampled_out
+    assert tiered.count == len(mesh) + 2 * 12
+
+
+def test_the_sample_is_stable_and_moves_with_the_salt():
+    """Same containers and salt, same sample; another salt, another one."""
+    containers = lab(4, 3)
+    plan = plan_pairs(containers, max_ports=8)
+
+    first, _ = tier_plan(plan, Tiering(max_pairs=60, isolation_sample=2, salt=1))
+    again, _ = tier_plan(
+        plan_pairs(list(reversed(containers)), max_ports=8),
+        Tiering(max_pairs=60, isolation_sample=2, salt=1),
+    )
+    rotated, _ = tier_plan(plan, Tiering(max_pairs=60, isolation_sample=2, salt=2))
+
+    assert set(first.pairs) == set(again.pairs)
+    assert set(first.pairs) != set(rotated.pairs)
+
+
+def test_a_mesh_over_budget_is_shared_out_per_source():
+    """When even the mesh exceeds the budget, each source keeps its share."""
+    plan = plan_pairs(lab(10, 1), max_ports=8)  # 90 pairs, all in one network
+
+    tiered, left_out = tier_plan(plan, Tiering(max_pairs=30, isolation_sample=2))
+
+    assert all(len(pairs) == 3 for pairs in tiered.by_source.values())
+    assert left_out == 60
