@@ -101,8 +101,12 @@ async def engine_rounds(prefix: str) -> dict[str, tuple[float, int]]:
     )
     metrics = SelfMetrics(CollectorRegistry(auto_describe=False))
     found: dict[str, tuple[float, int]] = {}
-    async with DockerClient(exec_start_concurrency=config.docker.exec_concurrency) as client:
-        discovery = Discovery(client, config.discovery, metrics=metrics, on_change=lambda: None)
+    async with DockerClient(
+        exec_start_concurrency=config.docker.exec_concurrency
+    ) as client:
+        discovery = Discovery(
+            client, config.discovery, metrics=metrics, on_change=lambda: None
+        )
         await discovery.refresh_all()
         monitored = discovery.monitored()
         plan = plan_pairs(monitored.values(), max_ports=8)
@@ -140,7 +144,7 @@ def main() -> None:
         "--naive-max",
         type=int,
         default=200,
-        help="above this many pairs, the naive loop runs on a sample and is extrapolated",
+        help="above this many pairs, the naive loop is sampled and extrapolated",
     )
     args = parser.parse_args()
 
@@ -155,7 +159,8 @@ def main() -> None:
         for network in networks:
             docker("network", "rm", network)
 
-    print(f"containers: {len(names)} on {len(networks)} network(s)   ordered pairs: {pairs}")
+    print(f"containers: {len(names)} on {len(networks)} network(s)")
+    print(f"ordered pairs: {pairs}")
     naive_label = "(a) naive: docker exec ping -c 1 per pair"
     if sampled < pairs:
         naive_label += f" [{sampled} run, rest extrapolated]"
