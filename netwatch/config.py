@@ -201,12 +201,94 @@ class TcpSettings(Section):
         return interval
 
 
+class DnsSettings(Section):
+    """Name lookups through the container's own resolver (the engine's
+    embedded DNS at 127.0.0.11); namespace engine only."""
+
+    enabled: bool = True
+    timeout: Duration = 2.0
+    max_names: Count = Field(
+        default=4, ge=1, le=16, description="Names (name, aliases) per pair."
+    )
+    interval: Duration = Field(default=30.0, validate_default=True)
+
+    @field_validator("interval")
+    @classmethod
+    def _fits_interval(cls, interval: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("timeout")
+        if timeout is not None and interval <= timeout + EXEC_OVERHEAD_S:
+            raise ValueError(
+                f"{interval:g}s is too short for a {timeout:g}s lookup timeout; "
+                f"it must exceed {timeout + EXEC_OVERHEAD_S:g}s"
+            )
+        return interval
+
+
+class HttpProbeSettings(Section):
+    """A GET to destinations labelled netwatch.http.port (and
+    netwatch.http.path); namespace engine only."""
+
+    enabled: bool = True
+    timeout: Duration = 5.0
+    interval: Duration = Field(default=30.0, validate_default=True)
+
+    @field_validator("interval")
+    @classmethod
+    def _fits_interval(cls, interval: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("timeout")
+        if timeout is not None and interval <= timeout + EXEC_OVERHEAD_S:
+            raise ValueError(
+                f"{interval:g}s is too short for a {timeout:g}s request timeout; "
+                f"it must exceed {timeout + EXEC_OVERHEAD_S:g}s"
+            )
+        return interval
+
+
+class BandwidthSettings(Section):
+    """Throughput between a rotating sample of pairs: iperf3 where both
+    containers have it, else (namespace engine) a socket-to-socket test."""
+
+    enabled: bool = True
+    method: Literal["auto", "iperf3", "socket"] = Field(
+        default="auto",
+        description="auto: iperf3 where both ends have it, else sockets.",
+    )
+    interval: Duration = Field(
+        default=60.0, description="How often a batch of pairs is measured."
+    )
+    pairs_per_round: Count = Field(default=2, ge=1, le=100)
+    concurrency: Count = Field(
+        default=1, ge=1, le=16, description="Tests running at once, host-wide."
+    )
+    duration: Duration = Field(default=2.0, le=30.0)
+    port: int = Field(default=5201, ge=1, le=65535)
+    server_deadline: Duration = Field(
+        default=15.0,
+        validate_default=True,
+        description="The one-off iperf3 server is killed by then.",
+    )
+
+    @field_validator("server_deadline")
+    @classmethod
+    def _outlasts_test(cls, deadline: float, info: ValidationInfo) -> float:
+        duration = info.data.get("duration")
+        if duration is not None and deadline < duration + 5:
+            raise ValueError(
+                f"{deadline:g}s leaves no room for a {duration:g}s test; "
+                f"it must be at least {duration + 5:g}s"
+            )
+        return deadline
+
+
 class ProbeSettings(Section):
     # auto: from sockets in each container's namespace where netwatch may
     # enter it (root or CAP_SYS_ADMIN, namespaces visible), else by exec.
     engine: Literal["auto", "exec", "netns"] = "auto"
     ping: PingSettings = PingSettings()
     tcp: TcpSettings = TcpSettings()
+    dns: DnsSettings = DnsSettings()
+    http: HttpProbeSettings = HttpProbeSettings()
+    bandwidth: BandwidthSettings = BandwidthSettings()
     jitter: float = Field(
         allow_inf_nan=False,
         default=0.1,

@@ -9,6 +9,7 @@ whether netwatch watches it.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +20,8 @@ from netwatch.validation import port_number, shorten
 
 LABEL_ENABLE = "netwatch.enable"
 LABEL_PORTS = "netwatch.ports"
+LABEL_HTTP_PORT = "netwatch.http.port"
+LABEL_HTTP_PATH = "netwatch.http.path"
 LABEL_COMPOSE_PROJECT = "com.docker.compose.project"
 LABEL_COMPOSE_SERVICE = "com.docker.compose.service"
 
@@ -91,6 +94,8 @@ class ContainerInfo:
     # A task on another swarm node, seen on an overlay network: a destination
     # only, since netwatch cannot exec in it from here.
     remote: bool = False
+    # From the netwatch.http.* labels: the port and path to GET.
+    http_check: tuple[int, str] | None = None
 
     @property
     def short_id(self) -> str:
@@ -140,6 +145,30 @@ def parse_ports_label(value: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
         if port not in ports:
             ports.append(port)
     return tuple(ports), tuple(problems[:_MAX_PROBLEMS])
+
+
+# A request path: printable ASCII only, no spaces, within a sane length.
+_HTTP_PATH = re.compile(r"/[\x21-\x7e]{0,1023}")
+
+
+def parse_http_labels(
+    labels: Mapping[str, str],
+) -> tuple[tuple[int, str] | None, tuple[str, ...]]:
+    """Reads netwatch.http.port and netwatch.http.path: the check and problems."""
+    raw_port = labels.get(LABEL_HTTP_PORT, "").strip()
+    raw_path = labels.get(LABEL_HTTP_PATH)
+    if not raw_port:
+        if raw_path is not None:
+            return None, (f"{LABEL_HTTP_PATH} is set without {LABEL_HTTP_PORT}",)
+        return None, ()
+    port = port_number(raw_port)
+    if port is None:
+        return None, (f"{LABEL_HTTP_PORT}: {shorten(raw_port)} is not a port number",)
+    path = (raw_path or "/").strip() or "/"
+    if _HTTP_PATH.fullmatch(path) is None:
+        problem = f"{LABEL_HTTP_PATH}: {shorten(path)} is not a path like /health"
+        return None, (problem,)
+    return (port, path), ()
 
 
 def _exposed_tcp_ports(config: Mapping[str, Any]) -> tuple[int, ...]:
@@ -220,6 +249,8 @@ def container_from_inspect(
     if LABEL_ENABLE in labels and parse_bool_label(labels[LABEL_ENABLE]) is None:
         shown = shorten(labels[LABEL_ENABLE])
         problems += (f"{LABEL_ENABLE}: {shown} is not true or false",)
+    http_check, http_problems = parse_http_labels(labels)
+    problems += http_problems
 
     health = (state.get("Health") or {}).get("Status")
     return ContainerInfo(
@@ -237,6 +268,7 @@ def container_from_inspect(
         health=str(health) if health else None,
         started_at=str(state.get("StartedAt") or ""),
         label_problems=problems,
+        http_check=http_check,
     )
 
 

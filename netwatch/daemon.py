@@ -212,6 +212,7 @@ class Daemon:
                 every=self._discovery.containers.values(),
                 policy=self.policy,
                 listening={cid: n.listening for cid, n in self.netstats.items()},
+                max_names=self.config.probes.dns.max_names,
             )
             plan, left_out = tier_plan(plan, self._tiering())
             if left_out:

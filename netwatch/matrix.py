@@ -25,7 +25,13 @@ import structlog
 from netwatch.config import MatrixSettings
 from netwatch.containers import ContainerInfo
 from netwatch.pairs import EMPTY_PLAN, PairKey, PairPlan, PlannedPair
-from netwatch.probes.outcome import Outcome, ProbeKind, ProbeResult, Reason
+from netwatch.probes.outcome import (
+    REACHABILITY_PROBES,
+    Outcome,
+    ProbeKind,
+    ProbeResult,
+    Reason,
+)
 
 log = structlog.get_logger("netwatch.matrix")
 
@@ -119,6 +125,10 @@ class PairView:
     probes: Mapping[ProbeKind, ProbeView]
     # Policy ports measured against their demand, when they disagree.
     port_findings: tuple[str, ...] = ()
+    # Names that resolve where they should not, or do not where they should.
+    dns_findings: tuple[str, ...] = ()
+    # Whether the destination's names should resolve from the source.
+    names_resolve: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,24 @@ def port_findings(
             )
         elif is_open and not want:
             findings.append(f"port {result.port} must be closed, measured open")
+    return tuple(findings)
+
+
+def dns_findings(resolves: bool, dns: ProbeView | None) -> tuple[str, ...]:
+    """Lookups measured against what the topology says of the names."""
+    if dns is None:
+        return ()
+    findings = []
+    for result in dns.results:
+        if result.outcome is Outcome.UNMEASURED:
+            continue
+        resolved = result.outcome is Outcome.OK
+        if resolves and not resolved:
+            findings.append(f"{result.address} does not resolve: {result.detail}")
+        elif resolved and not resolves:
+            findings.append(
+                f"{result.address} resolves with no user-defined network shared"
+            )
     return tuple(findings)
 
 
@@ -385,9 +413,13 @@ class ReachabilityMatrix:
             loss_ratio = 1.0 - received / sent if sent else None
             rtt = [sample for r in measured for sample in r.rtt_samples_s]
             latency = observe(latency, rtt)
-        else:
+        elif probe is ProbeKind.TCP:
             latency = observe(
                 latency, (r.connect_s for r in results if r.connect_s is not None)
+            )
+        else:
+            latency = observe(
+                latency, (r.elapsed_s for r in results if r.elapsed_s is not None)
             )
 
         state = probe_state(
@@ -424,7 +456,11 @@ class ReachabilityMatrix:
         if planned.hold is not None:
             state = PairState.UNKNOWN
         else:
-            state = overall_state(view.state for view in probes.values())
+            state = overall_state(
+                view.state
+                for kind, view in probes.items()
+                if kind in REACHABILITY_PROBES
+            )
             findings = port_findings(
                 dict(planned.port_expectations), probes.get(ProbeKind.TCP)
             )
@@ -438,6 +474,8 @@ class ReachabilityMatrix:
             basis=planned.basis,
             hold=planned.hold,
             port_findings=findings,
+            dns_findings=dns_findings(planned.resolves, probes.get(ProbeKind.DNS)),
+            names_resolve=planned.resolves,
             state=state,
             verdict=verdict,
             since=now if changed else old.since,

@@ -39,11 +39,12 @@ from netwatch.matrix import (
     MatrixSnapshot,
     PairState,
     PairView,
+    ProbeView,
     Verdict,
 )
 from netwatch.matrix import Histogram as MatrixHistogram
 from netwatch.netstat import Netstat
-from netwatch.probes.outcome import Outcome, ProbeKind
+from netwatch.probes.outcome import REACHABILITY_PROBES, Outcome, ProbeKind
 
 PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
 
@@ -159,6 +160,30 @@ def _add_histogram(
     )
 
 
+def _add_service_results(
+    labels: list[str],
+    view: ProbeView,
+    resolved: GaugeMetricFamily,
+    lookup: GaugeMetricFamily,
+    http_status: GaugeMetricFamily,
+    http_ttfb: GaugeMetricFamily,
+) -> None:
+    """The last DNS lookups or HTTP GET of one pair."""
+    for result in view.results:
+        if result.outcome is Outcome.UNMEASURED:
+            continue
+        if result.probe is ProbeKind.DNS:
+            name_labels = [*labels, result.address]
+            ok = result.outcome is Outcome.OK
+            resolved.add_metric(name_labels, 1.0 if ok else 0.0)
+            if result.elapsed_s is not None:
+                lookup.add_metric(name_labels, result.elapsed_s)
+        elif result.probe is ProbeKind.HTTP and result.status is not None:
+            http_status.add_metric(labels, float(result.status))
+            if result.elapsed_s is not None:
+                http_ttfb.add_metric(labels, result.elapsed_s)
+
+
 class MatrixCollector(Collector):
     """Builds the pair and container families from the current snapshot."""
 
@@ -210,6 +235,40 @@ class MatrixCollector(Collector):
             "Time to a TCP connection, where the source can time it.",
             labels=PAIR_LABELS,
         )
+        resolved = GaugeMetricFamily(
+            "netwatch_dns_resolved",
+            "1 when the source's resolver gave an address for the destination's "
+            "name in the last lookup, 0 when it did not; absent while unmeasured.",
+            labels=[*PAIR_LABELS, "name"],
+        )
+        lookup = GaugeMetricFamily(
+            "netwatch_dns_lookup_seconds",
+            "Time of the last lookup of the destination's name from the source.",
+            labels=[*PAIR_LABELS, "name"],
+        )
+        should_resolve = GaugeMetricFamily(
+            "netwatch_dns_expected_resolved",
+            "1 when the destination's names should resolve from the source (a "
+            "shared user-defined network), else 0; only for pairs looked up.",
+            labels=PAIR_LABELS,
+        )
+        dns_wrong = GaugeMetricFamily(
+            "netwatch_dns_findings",
+            "Names of the destination that resolve where they should not, or "
+            "do not where they should, in the last lookups.",
+            labels=PAIR_LABELS,
+        )
+        http_status = GaugeMetricFamily(
+            "netwatch_http_status_code",
+            "Status code of the last GET from the source to the destination's "
+            "labelled HTTP port and path.",
+            labels=PAIR_LABELS,
+        )
+        http_ttfb = GaugeMetricFamily(
+            "netwatch_http_ttfb_seconds",
+            "Time from sending the last GET to the first byte of the response.",
+            labels=PAIR_LABELS,
+        )
         results = CounterMetricFamily(
             "netwatch_probe_results",
             "Probe results by outcome (ok, unreachable, unmeasured).",
@@ -224,8 +283,16 @@ class MatrixCollector(Collector):
                     [*labels, name.value], 1.0 if pair.verdict is name else 0.0
                 )
             changes.add_metric(labels, float(pair.changes))
+            if ProbeKind.DNS in pair.probes:
+                should_resolve.add_metric(labels, 1.0 if pair.names_resolve else 0.0)
+                dns_wrong.add_metric(labels, float(len(pair.dns_findings)))
             for probe, view in pair.probes.items():
-                if pair.hold is not None:
+                if probe not in REACHABILITY_PROBES:
+                    if pair.hold is None:
+                        _add_service_results(
+                            labels, view, resolved, lookup, http_status, http_ttfb
+                        )
+                elif pair.hold is not None:
                     pass  # paused: the last measurement no longer holds
                 elif view.state in (PairState.REACHABLE, PairState.DEGRADED):
                     reachable.add_metric([*labels, probe.value], 1.0)
@@ -295,6 +362,12 @@ class MatrixCollector(Collector):
             loss,
             rtt,
             connect,
+            resolved,
+            lookup,
+            should_resolve,
+            dns_wrong,
+            http_status,
+            http_ttfb,
             results,
             containers,
             pairs,

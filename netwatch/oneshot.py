@@ -37,6 +37,7 @@ async def _plan(
         max_ports=config.probes.tcp.max_ports,
         every=discovery.containers.values(),
         policy=policy,
+        max_names=config.probes.dns.max_names,
     )
     return plan, monitored
 
@@ -64,9 +65,8 @@ async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnaps
         matrix.set_plan(plan, monitored)
         engine, _ = choose_engine(config.probes, client, discovery.metrics)
         try:
-            await probe_once(
-                engine, matrix, plan, monitored, enabled_kinds(config.probes)
-            )
+            kinds = enabled_kinds(config.probes, engine.name)
+            await probe_once(engine, matrix, plan, monitored, kinds)
         finally:
             await close_engine(engine)
 

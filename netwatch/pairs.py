@@ -60,6 +60,12 @@ class PlannedPair:
     hold: str | None = None
     # From a policy: ports that must be open (True) or closed (False).
     port_expectations: tuple[tuple[int, bool], ...] = ()
+    # DNS: the destination's names to look up from the source, and whether
+    # the source's resolver should know them.
+    names: tuple[str, ...] = ()
+    resolves: bool = False
+    # HTTP: the destination's port and path to GET, from its labels.
+    http: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,46 @@ def _expectation(src: _Stack, dst: _Stack) -> tuple[bool, str, tuple[Target, ...
     return True, f"share {names}", targets
 
 
+# The engine's default network has no embedded DNS: names resolve only on
+# networks users create.
+DEFAULT_BRIDGE_NAME = "bridge"
+
+
+def _dns_names(
+    src: _Stack, dst: ContainerInfo, dst_stack: _Stack, max_names: int
+) -> tuple[tuple[str, ...], bool]:
+    """The names of `dst` to look up from `src`, and whether they should
+    resolve there: on a user-defined network they share, the engine's DNS
+    knows the destination's name and its aliases on that network; elsewhere
+    it must not know the name.
+
+    Names with a dot are looked up only where they should resolve: an
+    unknown dotted name is forwarded by the engine to the host's resolvers,
+    and netwatch's probes never leave the machine. Host-network and
+    `--network none` sources have no embedded DNS, and `container:X`
+    guests have no name of their own: nothing is looked up.
+    """
+    if src.owner == dst_stack.owner or not src.networks:
+        return (), False
+    if src.mode in (NetworkMode.HOST, NetworkMode.NONE):
+        return (), False
+    if dst.network_mode is NetworkMode.CONTAINER or not dst.name:
+        return (), False
+    src_networks = {a.network_id for a in src.networks}
+    shared = [
+        a
+        for a in dst_stack.networks
+        if a.network_id in src_networks and a.network != DEFAULT_BRIDGE_NAME
+    ]
+    if shared:
+        names = [dst.name, *(alias for a in shared for alias in a.aliases)]
+        unique = tuple(dict.fromkeys(n for n in names if n and len(n) <= 253))
+        return unique[:max_names], True
+    if "." in dst.name:
+        return (), False
+    return (dst.name,), False
+
+
 def plan_pairs(
     containers: Iterable[ContainerInfo],
     *,
@@ -154,6 +200,7 @@ def plan_pairs(
     every: Iterable[ContainerInfo] = (),
     policy: Policy | None = None,
     listening: Mapping[str, tuple[int, ...]] | None = None,
+    max_names: int = 4,
 ) -> PairPlan:
     """Plans every ordered pair of `containers` (the monitored ones).
 
@@ -201,6 +248,7 @@ def plan_pairs(
                 hold = "source is paused"
             elif dst.paused:
                 hold = "destination is paused"
+            names, resolves = _dns_names(stacks[src.id], dst, dst_stack, max_names)
             pairs[key] = PlannedPair(
                 src=src.id,
                 dst=dst.id,
@@ -210,6 +258,9 @@ def plan_pairs(
                 ports=ports[: max(max_ports, len(port_expectations))],
                 hold=hold,
                 port_expectations=port_expectations,
+                names=names,
+                resolves=resolves,
+                http=dst.http_check if expected else None,
             )
 
     return _plan_of(pairs, unaddressable)

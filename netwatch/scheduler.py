@@ -50,7 +50,8 @@ _ROUND_EXPIRY = 3
 
 
 class ProbeEngine(Protocol):
-    """What the scheduler needs of an engine (exec today, netns in #5)."""
+    """What the scheduler needs of an engine (exec, or netns with exec as
+    its fallback)."""
 
     name: str
 
@@ -64,13 +65,21 @@ class ProbeEngine(Protocol):
         """Drops what the engine remembers of a container."""
 
 
-def enabled_kinds(settings: ProbeSettings) -> dict[ProbeKind, float]:
-    """Each enabled probe kind with its interval."""
+def enabled_kinds(
+    settings: ProbeSettings, engine: str = "exec"
+) -> dict[ProbeKind, float]:
+    """Each enabled probe kind with its interval. DNS and HTTP run from
+    namespace sockets only: with the exec engine they are left out."""
     kinds: dict[ProbeKind, float] = {}
     if settings.ping.enabled:
         kinds[ProbeKind.PING] = settings.ping.interval
     if settings.tcp.enabled:
         kinds[ProbeKind.TCP] = settings.tcp.interval
+    if engine == "netns":
+        if settings.dns.enabled:
+            kinds[ProbeKind.DNS] = settings.dns.interval
+        if settings.http.enabled:
+            kinds[ProbeKind.HTTP] = settings.http.interval
     return kinds
 
 
@@ -97,6 +106,18 @@ def requests_for(
                     )
                     for port in pair.ports
                 )
+        if ProbeKind.DNS in wanted:
+            requests.extend(
+                ProbeRequest(ProbeKind.DNS, pair.dst, name, None) for name in pair.names
+            )
+        if ProbeKind.HTTP in wanted and pair.http is not None and pair.targets:
+            target = pair.targets[0]
+            port, path = pair.http
+            requests.append(
+                ProbeRequest(
+                    ProbeKind.HTTP, pair.dst, target.address, target.network, port, path
+                )
+            )
     return requests
 
 
@@ -201,7 +222,7 @@ class Scheduler:
         self._settings = settings
         self._metrics = metrics
         self._on_round = on_round
-        self._kinds = enabled_kinds(settings)
+        self._kinds = enabled_kinds(settings, engine.name)
         # Round 0 of every kind starts with the first plan.
         self._epoch = 0.0
         self._planned = asyncio.Event()

@@ -214,6 +214,9 @@ class ExecEngine:
                 toolbox.nc, self._settings.tcp, request.address, request.port
             )
 
+        if request.probe in (ProbeKind.DNS, ProbeKind.HTTP):
+            detail = f"{request.probe} probes run from namespace sockets only"
+            return unmeasured("", request, Reason.ENGINE_UNSUPPORTED, detail)
         tool = "ping" if request.probe is ProbeKind.PING else "nc"
         notes = [note for note in toolbox.notes if note.startswith(f"{tool}:")]
         detail = notes[-1] if notes else f"no {tool} in the container"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import socket
 import struct
@@ -38,6 +37,7 @@ from netwatch.probes.outcome import (
     outcome_for,
     unmeasured,
 )
+from netwatch.probes.services import NO_ROUTE_ERRNOS, connect, http_get, lookup
 
 log = structlog.get_logger("netwatch.netns")
 
@@ -46,8 +46,6 @@ _ECHO_REPLY = 0
 _ECHO_REQUEST_V6 = 128
 _ECHO_REPLY_V6 = 129
 _PAYLOAD = b"netwatch-probe-00"
-# Errors of sendto/connect that mean the network said no.
-_NO_ROUTE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EPERM, errno.EACCES}
 
 
 class NamespaceUnavailableError(Exception):
@@ -85,26 +83,29 @@ def can_enter_namespaces(proc: Path = Path("/proc")) -> tuple[bool, str]:
     return True, "setns allowed"
 
 
+# What kind of socket one probe needs: family, type, protocol.
+SocketSpec = tuple[socket.AddressFamily, socket.SocketKind, int]
+_ICMP4: SocketSpec = (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+_ICMP6: SocketSpec = (socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
 @dataclass
 class _Sockets:
-    icmp: socket.socket | None = None
-    icmp6: socket.socket | None = None
-    tcp: list[socket.socket] = field(default_factory=list)
+    made: list[socket.socket] = field(default_factory=list)
     problem: str | None = None
 
     def close(self) -> None:
-        for sock in (self.icmp, self.icmp6, *self.tcp):
-            if sock is not None:
-                sock.close()
+        for sock in self.made:
+            sock.close()
 
 
-def _make_sockets(
-    path: Path,
-    want_icmp: bool,
-    want_icmp6: bool,
-    tcp_families: list[socket.AddressFamily],
-) -> _Sockets:
-    """In a worker thread: enter the namespace, make the sockets, come back."""
+def make_sockets(path: Path, specs: Sequence[SocketSpec]) -> _Sockets:
+    """In a worker thread: enter the namespace at `path`, make one socket
+    per spec there, come back. The sockets stay in that namespace."""
     made = _Sockets()
     try:
         target = os.open(path, os.O_RDONLY)
@@ -115,17 +116,8 @@ def _make_sockets(
     try:
         _setns(target)
         try:
-            if want_icmp:
-                made.icmp = socket.socket(
-                    socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP
-                )
-            if want_icmp6:
-                made.icmp6 = socket.socket(
-                    socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6
-                )
-            made.tcp = [
-                socket.socket(family, socket.SOCK_STREAM) for family in tcp_families
-            ]
+            for family, kind, proto in specs:
+                made.made.append(socket.socket(family, kind, proto))
         except OSError as exc:
             made.problem = (
                 f"cannot make a socket in the namespace: {exc.strerror or exc}"
@@ -138,9 +130,8 @@ def _make_sockets(
     finally:
         os.close(target)
         os.close(home)
-    for sock in (made.icmp, made.icmp6, *made.tcp):
-        if sock is not None:
-            sock.setblocking(False)
+    for sock in made.made:
+        sock.setblocking(False)
     return made
 
 
@@ -232,37 +223,59 @@ class NetnsEngine:
             return [unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests]
 
         pings = [r for r in requests if r.probe is ProbeKind.PING]
-        connects = [r for r in requests if r.probe is ProbeKind.TCP]
-        families = [
-            socket.AF_INET6 if ":" in r.address else socket.AF_INET for r in connects
-        ]
-        loop = asyncio.get_running_loop()
-        sockets = await loop.run_in_executor(
-            self._pool,
-            _make_sockets,
-            namespace_path(src.pid, self._proc),
-            any(":" not in r.address for r in pings),
-            any(":" in r.address for r in pings),
-            families,
-        )
+        others = [r for r in requests if r.probe is not ProbeKind.PING]
+        want_v4 = any(":" not in r.address for r in pings)
+        want_v6 = any(":" in r.address for r in pings)
+        specs: list[SocketSpec] = [_ICMP4] * want_v4 + [_ICMP6] * want_v6
+        specs += [self._spec(r) for r in others]
+        sockets = await self.sockets_in(src.pid, specs)
         try:
             if sockets.problem is not None:
                 detail = first_line(sockets.problem)
                 return [
                     unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests
                 ]
+            made = iter(sockets.made)
+            icmp = next(made) if want_v4 else None
+            icmp6 = next(made) if want_v6 else None
             async with asyncio.TaskGroup() as tasks:
-                pinging = tasks.create_task(self._ping(src.id, pings, sockets))
-                connecting = [
-                    tasks.create_task(self._connect(src.id, request, sock))
-                    for request, sock in zip(connects, sockets.tcp, strict=True)
+                pinging = tasks.create_task(self._ping(src.id, pings, icmp, icmp6))
+                running = [
+                    tasks.create_task(self._one(src.id, request, sock))
+                    for request, sock in zip(others, made, strict=True)
                 ]
-            return pinging.result() + [task.result() for task in connecting]
+            return pinging.result() + [task.result() for task in running]
         finally:
             sockets.close()
 
+    async def sockets_in(self, pid: int, specs: Sequence[SocketSpec]) -> _Sockets:
+        """Sockets made inside the network namespace of process `pid`."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, make_sockets, namespace_path(pid, self._proc), specs
+        )
+
+    @staticmethod
+    def _spec(request: ProbeRequest) -> SocketSpec:
+        if request.probe is ProbeKind.DNS:
+            return (socket.AF_INET, socket.SOCK_DGRAM, 0)
+        return (_family(request.address), socket.SOCK_STREAM, 0)
+
+    async def _one(
+        self, src: str, request: ProbeRequest, sock: socket.socket
+    ) -> ProbeResult:
+        if request.probe is ProbeKind.DNS:
+            return await lookup(src, request, sock, self._settings.dns.timeout)
+        if request.probe is ProbeKind.HTTP:
+            return await http_get(src, request, sock, self._settings.http.timeout)
+        return await self._connect(src, request, sock)
+
     async def _ping(
-        self, src: str, requests: list[ProbeRequest], sockets: _Sockets
+        self,
+        src: str,
+        requests: list[ProbeRequest],
+        icmp: socket.socket | None,
+        icmp6: socket.socket | None,
     ) -> list[ProbeResult]:
         """Sends `count` echoes to every address, `spacing` apart, and waits
         for replies up to `reply_timeout` after the last one."""
@@ -284,7 +297,7 @@ class NetnsEngine:
         # are sent straight from the non-blocking sockets: uvloop offers
         # neither sock_sendto nor sock_recvfrom.
         listening = []
-        for sock, v6 in ((sockets.icmp, False), (sockets.icmp6, True)):
+        for sock, v6 in ((icmp, False), (icmp6, True)):
             if sock is not None:
                 reader = _replies(sock, echoes, v6, answered, complete)
                 loop.add_reader(sock.fileno(), reader)
@@ -295,7 +308,7 @@ class NetnsEngine:
                     if record.error is not None:
                         continue
                     v6 = ":" in address
-                    sock = sockets.icmp6 if v6 else sockets.icmp
+                    sock = icmp6 if v6 else icmp
                     assert sock is not None
                     try:
                         record.sent_at[sequence] = time.perf_counter()
@@ -329,7 +342,7 @@ class NetnsEngine:
         if record.error is not None and sent == 0:
             reason = (
                 Reason.NO_ROUTE
-                if record.error.errno in _NO_ROUTE_ERRNOS
+                if record.error.errno in NO_ROUTE_ERRNOS
                 else Reason.EXEC_FAILED
             )
             detail = f"send: {record.error.strerror or record.error}"
@@ -355,24 +368,10 @@ class NetnsEngine:
     async def _connect(
         self, src: str, request: ProbeRequest, sock: socket.socket
     ) -> ProbeResult:
-        loop = asyncio.get_running_loop()
         assert request.port is not None
-        reason: Reason | None = None
-        connect_s: float | None = None
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._settings.tcp.connect_timeout):
-                await loop.sock_connect(sock, (request.address, request.port))
-            connect_s = time.perf_counter() - started
-            detail = "connected"
-        except TimeoutError:
-            reason, detail = Reason.TIMEOUT, "connect timed out"
-        except ConnectionRefusedError:
-            reason, detail = Reason.REFUSED, "connection refused"
-        except OSError as exc:
-            no_route = exc.errno in _NO_ROUTE_ERRNOS
-            reason = Reason.NO_ROUTE if no_route else Reason.EXEC_FAILED
-            detail = f"connect: {exc.strerror or exc}"
+        reason, detail, connect_s = await connect(
+            sock, request.address, request.port, self._settings.tcp.connect_timeout
+        )
         return ProbeResult(
             probe=ProbeKind.TCP,
             src=src,

@@ -16,6 +16,14 @@ from enum import StrEnum
 class ProbeKind(StrEnum):
     PING = "ping"
     TCP = "tcp"
+    DNS = "dns"
+    HTTP = "http"
+
+
+# The probes that decide whether a pair is reachable. DNS and HTTP say
+# something else (is the name known, does the service answer) and are
+# judged on their own.
+REACHABILITY_PROBES = frozenset({ProbeKind.PING, ProbeKind.TCP})
 
 
 class Outcome(StrEnum):
@@ -33,6 +41,7 @@ class Reason(StrEnum):
     NO_ROUTE = "no_route"
     REFUSED = "refused"
     TIMEOUT = "timeout"
+    NOT_FOUND = "not_found"
     # netwatch could not measure.
     PERMISSION_DENIED = "permission_denied"
     DNS_RESOLUTION = "dns_resolution"
@@ -41,6 +50,8 @@ class Reason(StrEnum):
     TOOL_FAILED = "tool_failed"
     PARSE_ERROR = "parse_error"
     OUTPUT_TOO_LARGE = "output_too_large"
+    BAD_RESPONSE = "bad_response"
+    ENGINE_UNSUPPORTED = "engine_unsupported"
     EXEC_NOT_STARTED = "exec_not_started"
     EXEC_FAILED = "exec_failed"
     EXEC_TIMEOUT = "exec_timeout"
@@ -59,6 +70,7 @@ NETWORK_REASONS = frozenset(
         Reason.NO_ROUTE,
         Reason.REFUSED,
         Reason.TIMEOUT,
+        Reason.NOT_FOUND,
     }
 )
 
@@ -80,9 +92,14 @@ class ProbeResult:
     sent: int = 0
     received: int = 0
     rtt_samples_s: tuple[float, ...] = ()
-    # tcp
+    # tcp, http
     port: int | None = None
     connect_s: float | None = None
+    # dns: the lookup's time and the addresses it gave; http: the status
+    # code and the time to the response's first byte
+    elapsed_s: float | None = None
+    answers: tuple[str, ...] = ()
+    status: int | None = None
 
     @property
     def target(self) -> str:
@@ -121,13 +138,15 @@ def first_line(text: str, limit: int = 200) -> str:
 
 @dataclass(frozen=True)
 class ProbeRequest:
-    """One thing to measure from a source: an address, and a port for tcp."""
+    """One thing to measure from a source: an address, and a port for tcp;
+    for dns the address is the name to look up; for http, a path too."""
 
     probe: ProbeKind
     dst: str
     address: str
     network: str | None
     port: int | None = None
+    path: str | None = None
 
 
 def unmeasured(
