@@ -19,17 +19,23 @@ from prometheus_client import CollectorRegistry
 
 from netwatch.alerts.rules import Health
 from netwatch.alerts.service import AlertService, LifecycleClock, default_external_url
+from netwatch.bandwidth import BandwidthResult, BandwidthSampler
 from netwatch.config import Config
 from netwatch.containers import ContainerInfo
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
 from netwatch.errors import ListenError
-from netwatch.matrix import ReachabilityMatrix
-from netwatch.metrics import SelfMetrics
+from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
+from netwatch.metrics import BandwidthCollector, SelfMetrics
 from netwatch.netstat import Netstat, read_netstat
 from netwatch.pairs import Tiering, plan_pairs, tier_plan
 from netwatch.policy import Policy
-from netwatch.probes.engines import choose_engine, close_engine
+from netwatch.probes.engines import (
+    choose_engine,
+    close_engine,
+    exec_engine_of,
+    netns_engine_of,
+)
 from netwatch.probes.outcome import ProbeKind
 from netwatch.scheduler import Scheduler
 from netwatch.web import WebSources, bound_port, build_app, start_server
@@ -67,6 +73,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._scheduler: Scheduler | None = None
         self._discovery: Discovery | None = None
+        self.bandwidth: BandwidthSampler | None = None
         self.port: int | None = None
         self.started = asyncio.Event()
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
@@ -155,6 +162,13 @@ class Daemon:
         config = self.config
         self_id = own_container_id()
         engine, why = choose_engine(config.probes, client, self.metrics)
+        if config.probes.bandwidth.enabled:
+            self.bandwidth = BandwidthSampler(
+                config.probes.bandwidth,
+                exec_engine=exec_engine_of(engine),
+                netns=netns_engine_of(engine),
+            )
+            self.registry.register(BandwidthCollector(self._bandwidth_view))
         self._scheduler = Scheduler(
             engine,
             self.matrix,
@@ -189,6 +203,8 @@ class Daemon:
             ]
             if self.alerts is not None:
                 workers.append(tasks.create_task(self.alerts.run()))
+            if self.bandwidth is not None:
+                workers.append(tasks.create_task(self._sample_bandwidth()))
             self.started.set()
             await self._stop.wait()
             log.info("daemon.stopping")
@@ -220,6 +236,8 @@ class Daemon:
             self.lifecycle.observe(monitored, time.time())
             self.matrix.set_plan(plan, monitored)
             self._scheduler.update(plan, monitored)
+            if self.bandwidth is not None:
+                self.bandwidth.update(plan, monitored)
             counts = (len(monitored), plan.count)
             if counts != last_counts:
                 log.info(
@@ -255,6 +273,18 @@ class Daemon:
                 self._salt = salt
                 self._changed.set()
             await asyncio.sleep(self.config.probes.ping.interval)
+
+    async def _sample_bandwidth(self) -> None:
+        """Bandwidth batches, once the first rounds have had their turn."""
+        assert self.bandwidth is not None
+        await asyncio.sleep(min(self.config.probes.bandwidth.interval, 10.0))
+        await self.bandwidth.run()
+
+    def _bandwidth_view(
+        self,
+    ) -> tuple[Mapping[tuple[str, str], BandwidthResult], MatrixSnapshot]:
+        results = self.bandwidth.results() if self.bandwidth is not None else {}
+        return results, self.matrix.snapshot()
 
     def _netstat_view(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,6 +46,9 @@ from netwatch.matrix import (
 from netwatch.matrix import Histogram as MatrixHistogram
 from netwatch.netstat import Netstat
 from netwatch.probes.outcome import REACHABILITY_PROBES, Outcome, ProbeKind
+
+if TYPE_CHECKING:
+    from netwatch.bandwidth import BandwidthResult
 
 PAIR_LABELS = ["src", "dst", "src_service", "dst_service"]
 
@@ -428,3 +432,52 @@ class NetstatCollector(Collector):
                 listening.add_metric([info.name, str(port)], 1.0)
         yield from families.values()
         yield listening
+
+
+class BandwidthCollector(Collector):
+    """Each sampled pair's last bandwidth test."""
+
+    def __init__(
+        self,
+        source: Callable[
+            [], tuple[Mapping[tuple[str, str], BandwidthResult], MatrixSnapshot]
+        ],
+    ) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        results, snapshot = self._source()
+        labels = [*PAIR_LABELS, "method"]
+        bandwidth = GaugeMetricFamily(
+            "netwatch_bandwidth_bits_per_second",
+            "Throughput of the last bandwidth test from src to dst (method: "
+            "iperf3, or socket where the containers have no iperf3).",
+            labels=labels,
+        )
+        retransmits = GaugeMetricFamily(
+            "netwatch_bandwidth_retransmits",
+            "TCP retransmits iperf3 counted in the last test.",
+            labels=labels,
+        )
+        tested = GaugeMetricFamily(
+            "netwatch_bandwidth_last_test_timestamp_seconds",
+            "When the pair's last bandwidth test ended, by its result (ok, "
+            "unreachable, unmeasured) and the reason it failed.",
+            labels=[*labels, "result", "reason"],
+        )
+        for (src, dst), result in results.items():
+            pair = snapshot.pairs.get((src, dst))
+            if pair is None:
+                continue
+            pair_labels = [*_pair_labels(snapshot, pair), result.method]
+            if result.bits_per_second is not None:
+                bandwidth.add_metric(pair_labels, result.bits_per_second)
+            if result.retransmits is not None:
+                retransmits.add_metric(pair_labels, float(result.retransmits))
+            tested.add_metric(
+                [*pair_labels, result.outcome.value, result.reason or ""], result.at
+            )
+        yield from (bandwidth, retransmits, tested)

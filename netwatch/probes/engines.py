@@ -62,6 +62,22 @@ def choose_engine(
 
 async def close_engine(engine: object) -> None:
     """Stops an engine's worker threads, if it has any."""
-    netns = getattr(engine, "_netns", None)
-    if isinstance(netns, NetnsEngine):
+    netns = netns_engine_of(engine)
+    if netns is not None:
         await asyncio.to_thread(netns.close)
+
+
+def exec_engine_of(engine: object) -> ExecEngine | None:
+    """The exec engine inside `engine` (itself, or a namespace engine's
+    fallback)."""
+    if isinstance(engine, ExecEngine):
+        return engine
+    if isinstance(engine, NamespaceFirstEngine):
+        return engine._fallback
+    return None
+
+
+def netns_engine_of(engine: object) -> NetnsEngine | None:
+    if isinstance(engine, NamespaceFirstEngine):
+        return engine._netns
+    return None

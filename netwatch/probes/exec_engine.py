@@ -200,6 +200,41 @@ class ExecEngine:
             results.append(result)
         return results
 
+    async def run_tool(
+        self, src: ContainerInfo, argv: Sequence[str], deadline_s: float
+    ) -> JobOutput | tuple[Reason, str]:
+        """Runs one tool in `src` under the probe runner's watchdog, which
+        ends it (TERM, then KILL) `deadline_s` after it starts, whatever the
+        tool does: its output, or why it could not run."""
+        try:
+            toolbox = await self._toolbox(src)
+        except _ExecUnusable as unusable:
+            return unusable.reason, unusable.detail
+        if not toolbox.shell:
+            return Reason.TOOL_MISSING, toolbox.notes[0]
+        nonce = new_nonce()
+        watchdog = max(1, math.ceil(deadline_s)) if toolbox.sleep else 0
+        runner = runner_argv(
+            [Job("t", tuple(argv))], watchdog_s=watchdog, clock=False, nonce=nonce
+        )
+        try:
+            output = await self._exec(
+                src,
+                runner,
+                deadline_s + WATCHDOG_MARGIN_S + 2 + CLIENT_MARGIN_S,
+                done=done_marker(nonce),
+            )
+        except _ExecUnusable as unusable:
+            return unusable.reason, unusable.detail
+        failure = classify_exec_failure(output)
+        if failure is not None:
+            return failure
+        parsed = parse_runner_output(output.stdout, output.stderr, nonce)
+        record = parsed.records.get("t")
+        if record is None:
+            return _missing_record("t", parsed, output)
+        return record
+
     def _deadline(self, probe: ProbeKind) -> float:
         if probe is ProbeKind.PING:
             return self._settings.ping.deadline

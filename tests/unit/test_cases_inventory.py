@@ -11,8 +11,7 @@ from tests.conftest import DATA, load_cases
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "cases" / "probe-cases.json"
 TESTS = Path(__file__).resolve().parents[1]
-# TODO(#5): the iperf3 probe arrives with issue 5, and its cases with it.
-LATER = {"iperf3": "#5"}
+LATER: dict[str, str] = {}
 
 
 def test_every_case_is_named_by_a_test():
