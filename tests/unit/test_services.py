@@ -4,6 +4,7 @@ that answer right, wrong, late or not at all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -154,7 +155,20 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 async def _get(handler: Handler, path: str = "/health", within_s: float = 2.0):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    handlers: list[asyncio.Task[None]] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     request = ProbeRequest(ProbeKind.HTTP, "web-id", "127.0.0.1", "front", port, path)
     try:
@@ -162,6 +176,9 @@ async def _get(handler: Handler, path: str = "/health", within_s: float = 2.0):
             sock.setblocking(False)
             return await http_get("src-id", request, sock, within_s)
     finally:
+        # Each connection's handler ends before the loop does.
+        if handlers:
+            await asyncio.wait(handlers, timeout=2)
         server.close()
         await server.wait_closed()
 
@@ -173,8 +190,6 @@ def _replying(head: bytes, *, seen: list[bytes] | None = None) -> Handler:
             seen.append(request)
         writer.write(head)
         await writer.drain()
-        writer.close()
-        await writer.wait_closed()
 
     return handler
 
@@ -221,8 +236,6 @@ async def test_a_server_that_does_not_speak_http_is_a_bad_response(head):
 async def test_a_server_that_never_answers_times_out():
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         await reader.read()  # until netwatch gives up and closes
-        writer.close()
-        await writer.wait_closed()
 
     result = await _get(silent, within_s=0.5)
 
