@@ -42,7 +42,7 @@ from netwatch.probes.iperf3 import (
     server_argv,
 )
 from netwatch.probes.netns_engine import NetnsEngine
-from netwatch.probes.outcome import Outcome, first_line
+from netwatch.probes.outcome import Outcome, Reason, first_line
 
 log = structlog.get_logger("netwatch.bandwidth")
 
@@ -92,6 +92,14 @@ def _result(
 
 def _failed(kind: FailureKind, detail: str, reached: bool = False) -> BandwidthReading:
     return BandwidthReading(None, None, kind, first_line(detail), reached)
+
+
+def _exec_failure(failure: tuple[Reason, str], where: str) -> BandwidthReading:
+    """Why an exec of iperf3 could not run: no shell is no iperf3."""
+    reason, detail = failure
+    if reason is Reason.TOOL_MISSING:
+        return _failed(FailureKind.TOOL_MISSING, where + detail)
+    return _failed(FailureKind.TOOL_FAILED, where + detail)
 
 
 def candidates(plan: PairPlan) -> list[PlannedPair]:
@@ -244,7 +252,7 @@ class BandwidthSampler:
         if use_iperf3:
             reading = await self._iperf3(src, dst, address)
             missing = reading.failure is FailureKind.TOOL_MISSING
-            if missing and reading.detail.startswith("server:"):
+            if missing and reading.detail.startswith("server: "):
                 self._no_iperf3[dst.id] = time.monotonic()
             if not (missing and method == "auto" and sockets_ok):
                 return _result(src, dst, "iperf3", reading)
@@ -301,7 +309,10 @@ class BandwidthSampler:
                 settings.duration + 5,
             )
             if isinstance(client, tuple):
-                return _failed(FailureKind.TOOL_FAILED, client[1])
+                reading = _exec_failure(client, "client: ")
+                if reading.failure is FailureKind.TOOL_MISSING:
+                    self._no_iperf3[src.id] = time.monotonic()
+                return reading
             reading = parse_client_output(
                 client.stdout, client.stderr, client.exit_code
             )
@@ -317,7 +328,7 @@ class BandwidthSampler:
     def _server_failure(self, output: object) -> BandwidthReading:
         """Why the one-off server ended before any client came."""
         if isinstance(output, tuple):
-            return _failed(FailureKind.TOOL_FAILED, f"server: {output[1]}")
+            return _exec_failure(output, "server: ")
         stdout = getattr(output, "stdout", "")
         stderr = getattr(output, "stderr", "")
         said = first_line(stderr) or first_line(stdout) or "the server ended at once"

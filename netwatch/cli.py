@@ -114,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="colour the table (default: when stdout is a terminal)",
     )
+    bandwidth = commands.add_parser(
+        "bandwidth",
+        help="measure the bandwidth from one container to another, once",
+        description="Run one bandwidth test from SRC to DST as the daemon does "
+        "(iperf3 where both have it, else sockets in their namespaces) and print "
+        "the result. Exit 0 when measured, 1 when the network refused the test "
+        "or it could not be measured, 2 on usage or config errors, 3 when the "
+        "engine cannot be used.",
+    )
+    _common_options(bandwidth)
+    bandwidth.add_argument("src", help="source container (name or id)")
+    bandwidth.add_argument("dst", help="destination container (name or id)")
+    bandwidth.add_argument("--json", action="store_true", help="print JSON instead")
+    bandwidth.add_argument(
+        "--method",
+        choices=["auto", "iperf3", "socket"],
+        help="how to measure (default: probes.bandwidth.method)",
+    )
     health = commands.add_parser(
         "health",
         help="ask a running daemon whether it is healthy (for HEALTHCHECK)",
@@ -158,14 +176,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("http", "listen"): getattr(args, "listen", None),
         ("policy",): getattr(args, "policy", None),
     }
+    if getattr(args, "method", None) is not None:
+        given[("probes", "bandwidth", "method")] = args.method
     overrides: dict[str, Any] = {}
     for path, value in given.items():
         if value is None:
             continue
-        if len(path) == 1:
-            overrides[path[0]] = value
-        else:
-            overrides.setdefault(path[0], {})[path[1]] = value
+        *parents, key = path
+        section = overrides
+        for parent in parents:
+            section = section.setdefault(parent, {})
+        section[key] = value
     return overrides
 
 
@@ -219,9 +240,49 @@ async def _run_matrix(
     counts = snapshot.verdict_counts()
     if counts[Verdict.BROKEN] or counts[Verdict.UNEXPECTED]:
         return EXIT_CONTRADICTION
+    # A name that resolves where it should not, or not where it should.
+    if any(pair.dns_findings for pair in snapshot.pairs.values()):
+        return EXIT_CONTRADICTION
     if args.fail_on_unmeasured and counts[Verdict.UNMEASURED]:
         return EXIT_CONTRADICTION
     return EXIT_OK
+
+
+async def _run_bandwidth(config: Config, args: argparse.Namespace) -> int:
+    from netwatch.oneshot import one_bandwidth_test
+    from netwatch.probes.outcome import Outcome
+
+    try:
+        result = await one_bandwidth_test(config, args.src, args.dst)
+    except LookupError as exc:
+        print(f"netwatch: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except DockerError as exc:
+        print(f"netwatch: cannot use the Docker engine: {exc}", file=sys.stderr)
+        return EXIT_ENGINE
+    if args.json:
+        body = {
+            "src": args.src,
+            "dst": args.dst,
+            "method": result.method,
+            "outcome": result.outcome.value,
+            "reason": result.reason,
+            "detail": result.detail,
+            "bits_per_second": result.bits_per_second,
+            "retransmits": result.retransmits,
+        }
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        what = (
+            "could not measure"
+            if result.outcome is Outcome.UNMEASURED
+            else result.outcome.value
+        )
+        print(
+            f"{args.src} -> {args.dst}  {result.method}  {what}: {result.detail}"
+            + (f" ({result.reason})" if result.reason else "")
+        )
+    return EXIT_OK if result.outcome is Outcome.OK else EXIT_CONTRADICTION
 
 
 async def _show_policy(
@@ -290,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_async(_run_daemon(config, policy))
     if args.command == "matrix":
         return _run_async(_run_matrix(config, policy, args))
+    if args.command == "bandwidth":
+        return _run_async(_run_bandwidth(config, args))
     return _run_async(_show_policy(config, policy, args))
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
+from netwatch.bandwidth import BandwidthResult, BandwidthSampler
 from netwatch.config import Config
 from netwatch.containers import ContainerInfo
 from netwatch.discovery import Discovery, own_container_id
@@ -15,7 +16,12 @@ from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
 from netwatch.pairs import PairPlan, hold_pairs, plan_pairs
 from netwatch.policy import Policy
-from netwatch.probes.engines import choose_engine, close_engine
+from netwatch.probes.engines import (
+    choose_engine,
+    close_engine,
+    exec_engine_of,
+    netns_engine_of,
+)
 from netwatch.scheduler import enabled_kinds, probe_once
 
 
@@ -96,3 +102,44 @@ def _discovery(client: DockerClient, config: Config) -> Discovery:
         on_change=lambda: None,
         self_id=own_container_id(),
     )
+
+
+def find_container(
+    containers: Mapping[str, ContainerInfo], ref: str
+) -> ContainerInfo | None:
+    """A monitored container by name, full id or id prefix (12+ characters)."""
+    for info in containers.values():
+        if ref in (info.name, info.id) or (len(ref) >= 12 and info.id.startswith(ref)):
+            return info
+    return None
+
+
+async def one_bandwidth_test(
+    config: Config, src_ref: str, dst_ref: str
+) -> BandwidthResult:
+    """One bandwidth test from `src_ref` to `dst_ref`, as the daemon runs it.
+
+    Raises DockerError when the engine cannot be used, LookupError when
+    either container is not monitored.
+    """
+    async with _client(config) as client:
+        discovery = _discovery(client, config)
+        plan, monitored = await _plan(discovery, config, None)
+        src = find_container(monitored, src_ref)
+        dst = find_container(monitored, dst_ref)
+        for ref, found in ((src_ref, src), (dst_ref, dst)):
+            if found is None:
+                raise LookupError(f"no monitored container is called {ref!r}")
+        assert src is not None
+        assert dst is not None
+        engine, _ = choose_engine(config.probes, client, discovery.metrics)
+        try:
+            sampler = BandwidthSampler(
+                config.probes.bandwidth,
+                exec_engine=exec_engine_of(engine),
+                netns=netns_engine_of(engine),
+            )
+            sampler.update(plan, monitored)
+            return await sampler.measure(src, dst)
+        finally:
+            await close_engine(engine)

@@ -185,7 +185,14 @@ def _dns_names(
         if a.network_id in src_networks and a.network != DEFAULT_BRIDGE_NAME
     ]
     if shared:
-        names = [dst.name, *(alias for a in shared for alias in a.aliases)]
+        # The engine lists the short id among the aliases: not a name.
+        aliases = (
+            alias
+            for a in shared
+            for alias in a.aliases
+            if not (len(alias) >= 12 and dst.id.startswith(alias))
+        )
+        names = [dst.name, *aliases]
         unique = tuple(dict.fromkeys(n for n in names if n and len(n) <= 253))
         return unique[:max_names], True
     if "." in dst.name:

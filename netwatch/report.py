@@ -13,7 +13,7 @@ from netwatch.containers import ContainerInfo
 from netwatch.matrix import MatrixSnapshot, PairState, PairView, ProbeView, Verdict
 from netwatch.pairs import PairPlan, PlannedPair
 from netwatch.policy import Policy
-from netwatch.probes.outcome import ProbeResult
+from netwatch.probes.outcome import ProbeKind, ProbeResult
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -57,7 +57,15 @@ def _result(result: ProbeResult) -> dict[str, Any]:
         "detail": result.detail,
         "at": _when(result.at),
     }
-    if result.port is None:
+    if result.probe is ProbeKind.DNS:
+        entry |= {"answers": list(result.answers), "lookup_s": result.elapsed_s}
+    elif result.probe is ProbeKind.HTTP:
+        entry |= {
+            "status": result.status,
+            "connect_s": result.connect_s,
+            "ttfb_s": result.elapsed_s,
+        }
+    elif result.port is None:
         entry |= {"sent": result.sent, "received": result.received}
     else:
         entry["connect_s"] = result.connect_s
@@ -100,6 +108,8 @@ def _pair(snapshot: MatrixSnapshot, pair: PairView) -> dict[str, Any]:
         "changes": pair.changes,
         "hold": pair.hold,
         "port_findings": list(pair.port_findings),
+        "names_resolve": pair.names_resolve,
+        "dns_findings": list(pair.dns_findings),
         "probes": {kind.value: _probe(view) for kind, view in pair.probes.items()},
     }
 
@@ -243,6 +253,12 @@ def findings_of(snapshot: MatrixSnapshot) -> list[str]:
             )
         else:
             lines.append(f"not measured  {route}{_why(pair)}")
+    for pair in sorted(
+        (p for p in snapshot.pairs.values() if p.dns_findings),
+        key=lambda p: (snapshot.name(p.src), snapshot.name(p.dst)),
+    ):
+        route = f"{snapshot.name(pair.src)} -> {snapshot.name(pair.dst)}"
+        lines.extend(f"DNS           {route}: {found}" for found in pair.dns_findings)
     return lines
 
 

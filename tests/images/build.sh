@@ -52,7 +52,7 @@ import_dir "$root" netwatch-test/tools:latest
 
 root=$work/busybox
 install -D -m 0755 /bin/busybox "$root/bin/busybox"
-for applet in sh ping nc sleep date cat true; do
+for applet in sh ping nc sleep date cat true httpd; do
     ln -s busybox "$root/bin/$applet"
 done
 import_dir "$root" netwatch-test/busybox:latest

@@ -39,6 +39,8 @@ FAST = {
     "NETWATCH_LOG__FORMAT": "json",
     # The exec engine unless a test asks for the namespace engine.
     "NETWATCH_PROBES__ENGINE": "exec",
+    # Bandwidth tests run only where a test asks for them.
+    "NETWATCH_PROBES__BANDWIDTH__ENABLED": "false",
 }
 
 

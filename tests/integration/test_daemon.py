@@ -21,7 +21,7 @@ def three_tier(lab: Lab) -> tuple[str, str, str]:
     return web, api, db
 
 
-def series(metrics: str, name: str, **labels: str) -> list[float]:
+def series(metrics: str, name: str, /, **labels: str) -> list[float]:
     """Values of the series of `name` whose labels include `labels`."""
     values = []
     for line in metrics.splitlines():
