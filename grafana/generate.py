@@ -311,6 +311,43 @@ def overview() -> dict[str, Any]:
         24,
         8,
     )
+    panels.add(
+        table(
+            "Slowest pairs by bandwidth",
+            "bottomk(10, netwatch_bandwidth_bits_per_second)",
+            "Throughput of each sampled pair's last bandwidth test (iperf3, or "
+            "sockets where the containers have no iperf3).",
+            "bps",
+            "bandwidth",
+        ),
+        8,
+        9,
+    )
+    panels.add(
+        table(
+            "Names that resolve wrongly",
+            "topk(20, netwatch_dns_findings)",
+            "Per pair looked up: how many of the destination's names resolve "
+            "where they should not, or do not where they should (0: all as "
+            "expected).",
+            "none",
+            "findings",
+        ),
+        8,
+        9,
+    )
+    panels.add(
+        table(
+            "HTTP checks",
+            "netwatch_http_status_code",
+            "Status code of the last GET to each destination labelled "
+            "netwatch.http.port, from each source.",
+            "none",
+            "status",
+        ),
+        8,
+        9,
+    )
     return dashboard(
         "netwatch-overview",
         "netwatch / overview",
@@ -445,6 +482,35 @@ def pair_detail() -> dict[str, Any]:
         24,
         8,
     )
+    panels.add(
+        timeseries(
+            "Bandwidth",
+            [
+                target(
+                    f"netwatch_bandwidth_bits_per_second{{{PAIR}}}",
+                    "{{method}}",
+                ),
+            ],
+            "bps",
+            "Each bandwidth test of the pair (a rotating sample: tests are "
+            "minutes apart).",
+        ),
+        12,
+        8,
+    )
+    panels.add(
+        timeseries(
+            "Name lookups",
+            [
+                target(f"netwatch_dns_lookup_seconds{{{PAIR}}}", "{{name}}"),
+            ],
+            "s",
+            "Time of each lookup of the destination's names through the "
+            "source's resolver (the engine's embedded DNS).",
+        ),
+        12,
+        8,
+    )
     variables = [
         variable("src", "label_values(netwatch_pair_expected_reachable, src)"),
         variable(
@@ -454,14 +520,13 @@ def pair_detail() -> dict[str, Any]:
             "probe", "label_values(netwatch_probe_results_total, probe)", multi=True
         ),
     ]
-    # TODO(#5): a bandwidth panel over netwatch_bandwidth_bits_per_second once
-    # the iperf3 probe exports it.
     return dashboard(
         "netwatch-pair",
         "netwatch / pair detail",
         panels,
         variables,
-        "One pair over time: reachability, loss, round trip, connect time.",
+        "One pair over time: reachability, loss, round trip, connect time, "
+        "bandwidth, name lookups.",
     )
 
 

@@ -378,6 +378,8 @@ RULE_DEFAULTS: dict[str, dict[str, Any]] = {
     "engine_unavailable": {"for": 30.0, "severity": "critical"},
     # threshold: share of the pairs that could not be measured
     "mostly_unmeasured": {"for": 120.0, "severity": "warning", "threshold": 0.5},
+    # a name that resolves where it should not, or not where it should
+    "name_resolution": {"for": 120.0, "severity": "warning"},
 }
 
 
@@ -415,6 +417,7 @@ class AlertRules(Section):
     stalled: AlertRule = _rule("stalled")
     engine_unavailable: AlertRule = _rule("engine_unavailable")
     mostly_unmeasured: AlertRule = _rule("mostly_unmeasured")
+    name_resolution: AlertRule = _rule("name_resolution")
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ ALERT_NAMES = {
     "stalled": "NetwatchStalled",
     "engine_unavailable": "NetwatchEngineUnavailable",
     "mostly_unmeasured": "NetwatchMostlyUnmeasured",
+    "name_resolution": "NetwatchNameResolution",
 }
 
 AlertKey = tuple[tuple[str, str], ...]
@@ -105,6 +106,23 @@ def _pair_conditions(
                     probe="any",
                 ),
                 f"{route} should be isolated ({pair.basis}) but is not: {why}",
+                containers=containers,
+            )
+        )
+
+    if pair.dns_findings and pair.hold is None and rules.name_resolution.enabled:
+        found.append(
+            Condition(
+                "name_resolution",
+                _labels(
+                    "name_resolution",
+                    rules.name_resolution,
+                    snapshot,
+                    pair,
+                    probe="dns",
+                ),
+                f"{route}: {'; '.join(pair.dns_findings)}",
+                value=float(len(pair.dns_findings)),
                 containers=containers,
             )
         )

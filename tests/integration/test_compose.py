@@ -109,3 +109,58 @@ def test_netwatch_and_the_demo_come_up_and_show_the_lab(image):  # noqa: F811
         services_pair = {by_service[pair["src_id"]], by_service[pair["dst_id"]]}
         assert pair["expected_reachable"] is (services_pair != {"web", "db"}), pair
         assert pair["verdict"] == "ok", pair
+
+
+def test_the_namespace_override_runs_the_sidecar_with_the_netns_engine(
+    image,  # noqa: F811
+):
+    """With docker-compose.netns.yml on top (pid: host, SYS_ADMIN and
+    SYS_PTRACE, every other capability dropped), the sidecar probes from the
+    containers' namespaces: DNS lookups and the demo's HTTP checks appear."""
+    project = f"nwc{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DOCKER_GID": socket_gid(),
+        "NETWATCH_IMAGE": image,
+        "DEMO_IMAGE": "netwatch-test/busybox",
+        "NETWATCH_PORT": str(port),
+        "NETWATCH_MATCH_LABELS": f"com.docker.compose.project={project}",
+    }
+    files = ("-f", "docker-compose.yml", "-f", "docker-compose.netns.yml")
+    services = ("netwatch", "web", "api", "db")
+    body: dict = {}  # type: ignore[type-arg]
+    try:
+        up = compose(
+            *files, "-p", project, "--profile", "demo", "up", "-d", "--no-build",
+            *services, env=env,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stderr
+
+        def measured() -> bool:
+            nonlocal body
+            body = json.loads(http_get(port, "/api/v1/matrix")[1])
+            return any(
+                "http" in pair["probes"] and pair["probes"]["http"]["results"]
+                for pair in body["pairs"]
+            )
+
+        wait_for(measured, 90, "an HTTP check from the namespace engine")
+    finally:
+        down = compose(
+            *files, "-p", project, "--profile", "demo", "down", "-v", env=env
+        )
+    assert down.returncode == 0, down.stderr
+
+    service = {c["id"]: c["compose_service"] for c in body["containers"]}
+    pairs = {(service[p["src_id"]], service[p["dst_id"]]): p for p in body["pairs"]}
+    http = pairs[("api", "web")]["probes"]["http"]["results"][0]
+    assert http["status"] == 200, http
+    lookups = pairs[("api", "web")]["probes"]["dns"]["results"]
+    assert lookups
+    assert all(lookup["outcome"] == "ok" for lookup in lookups), lookups
+    # web and db share no network: neither the path nor the name is there.
+    assert pairs[("web", "db")]["verdict"] == "ok"
+    assert pairs[("web", "db")]["probes"]["dns"]["results"][0]["outcome"] == (
+        "unreachable"
+    )

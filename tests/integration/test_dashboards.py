@@ -173,7 +173,27 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         db, "iptables", "-A", "INPUT", "-p", "icmp", "--icmp-type", "echo-request",
         "-m", "statistic", "--mode", "random", "--probability", "0.2", "-j", "DROP",
     )  # fmt: skip
-    daemon = start_daemon({"NETWATCH_ALERTS__EVALUATION_INTERVAL": "1s"})
+    lab.run(
+        "site",
+        "busybox",
+        networks=("frontend",),
+        labels={"netwatch.http.port": "8080", "netwatch.http.path": "/etc/hostname"},
+        command=("httpd", "-f", "-p", "8080", "-h", "/"),
+    )
+    daemon = start_daemon(
+        {
+            "NETWATCH_ALERTS__EVALUATION_INTERVAL": "1s",
+            # The namespace engine measures DNS and HTTP too.
+            "NETWATCH_PROBES__ENGINE": "netns",
+            "NETWATCH_PROBES__DNS__INTERVAL": "4s",
+            "NETWATCH_PROBES__HTTP__INTERVAL": "4s",
+            "NETWATCH_PROBES__BANDWIDTH__ENABLED": "true",
+            "NETWATCH_PROBES__BANDWIDTH__INTERVAL": "2s",
+            "NETWATCH_PROBES__BANDWIDTH__PAIRS_PER_ROUND": "4",
+            "NETWATCH_PROBES__BANDWIDTH__DURATION": "1s",
+            "NETWATCH_PROBES__BANDWIDTH__SERVER_DEADLINE": "6s",
+        }
+    )
     daemon.wait_ready()
 
     with Prometheus(tmp_path, daemon.port) as prometheus:
@@ -182,6 +202,13 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         )
         # Enough samples for rate() over the panels' windows.
         time.sleep(15)
+        wait_for(
+            lambda: prometheus.query(
+                f'netwatch_bandwidth_bits_per_second{{src="{api}",dst="{db}"}}'
+            ),
+            60,
+            "a bandwidth test of the pair shown",
+        )
         values = {
             "src": api,
             "dst": db,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
@@ -289,6 +290,26 @@ def test_broken_verdict_is_a_broken_path():
     )
 
 
+def test_a_name_that_resolves_wrongly_is_a_name_resolution_alert():
+    """DNS findings alert on their own; the pair's verdict stays ok."""
+    found = "db does not resolve: resolver says NXDOMAIN"
+    snap = snapshot(replace(pair(), dns_findings=(found,), names_resolve=True))
+
+    conditions = conditions_of(snap)
+
+    [condition] = conditions["name_resolution"]
+    assert condition.labels["alertname"] == "NetwatchNameResolution"
+    assert condition.labels["probe"] == "dns"
+    assert condition.summary == f"api -> db: {found}"
+    assert set(conditions) == {"name_resolution"}
+
+
+def test_dns_findings_of_a_paused_pair_raise_nothing():
+    held = replace(pair(hold="source is paused"), dns_findings=("db resolves",))
+
+    assert "name_resolution" not in conditions_of(snapshot(held))
+
+
 def test_broken_verdict_from_a_port_names_the_port():
     """A pair broken by a must-be-open port says which port."""
     finding = "port 5432 must be open, measured refused"
@@ -499,6 +520,10 @@ SCENARIOS: dict[str, tuple[MatrixSnapshot, Health]] = {
     "stalled": (snapshot(), health(last_round={ProbeKind.PING: (10.0, NOW - 100)})),
     "engine_unavailable": (snapshot(), health(engine_up=False)),
     "mostly_unmeasured": (snapshot(pair(verdict=Verdict.UNMEASURED)), health()),
+    "name_resolution": (
+        snapshot(replace(pair(), dns_findings=("db does not resolve",))),
+        health(),
+    ),
 }
 
 
