@@ -296,6 +296,21 @@ class ProbeSettings(Section):
         le=0.5,
         description="Random shift of each run, as a fraction of its interval.",
     )
+    max_parallel_jobs: Count | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Probe processes running at once inside containers, "
+        "host-wide (exec engine); default: 96 per CPU netwatch may use.",
+    )
+
+    @property
+    def parallel_jobs(self) -> int:
+        """`max_parallel_jobs`, or 96 per CPU (measured on a 2-core host:
+        about 250 probe processes start within their deadlines, 400 do not)."""
+        if self.max_parallel_jobs is not None:
+            return self.max_parallel_jobs
+        return 96 * max(1, len(os.sched_getaffinity(0)))
     tool_recheck_interval: Duration = Field(
         default=600.0,
         description="How long a container found without tools is left alone.",

@@ -10,9 +10,10 @@ asked again every round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -58,6 +59,7 @@ OUTPUT_CAP_BYTES = 1 << 20
 # Exit codes of a tool ended by TERM or KILL (128 + signal).
 _KILLED = (143, 137)
 TOOLBOX_DEADLINE_S = 5.0
+_TOOLBOX_JOBS = 8
 # The probe runner's watchdog fires this long after the slowest tool's own
 # deadline; netwatch stops waiting this long after that.
 WATCHDOG_MARGIN_S = 1
@@ -90,6 +92,34 @@ def classify_exec_failure(output: ExecOutput) -> tuple[Reason, str] | None:
     return None
 
 
+class JobBudget:
+    """Bounds the probe processes running at once inside containers,
+    host-wide. Every probe job is a process (and its shells) that the host
+    must start within the probe's deadline: a round that starts thousands
+    at once on a small machine starts them late, and they are cut off as
+    timeouts. A run waits for room for all its jobs; a run larger than the
+    whole budget waits until nothing else runs."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def taken(self, jobs: int) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._used == 0 or self._used + jobs <= self._limit
+            )
+            self._used += jobs
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._used -= jobs
+                self._changed.notify_all()
+
+
 @dataclass(frozen=True)
 class _Known:
     toolbox: Toolbox
@@ -112,6 +142,7 @@ class ExecEngine:
         self._client = client
         self._settings = settings
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._budget = JobBudget(settings.parallel_jobs)
         self._metrics = metrics
         self._toolboxes: dict[str, _Known] = {}
 
@@ -164,12 +195,13 @@ class ExecEngine:
             nonce=nonce,
         )
         try:
-            output = await self._exec(
-                src,
-                argv,
-                deadline + WATCHDOG_MARGIN_S + CLIENT_MARGIN_S,
-                done=done_marker(nonce),
-            )
+            async with self._budget.taken(len(jobs)):
+                output = await self._exec(
+                    src,
+                    argv,
+                    deadline + WATCHDOG_MARGIN_S + CLIENT_MARGIN_S,
+                    done=done_marker(nonce),
+                )
         except _ExecUnusable as unusable:
             return results + [
                 unmeasured(src.id, request, unusable.reason, unusable.detail)
@@ -289,12 +321,14 @@ class ExecEngine:
         ):
             return known.toolbox
 
-        output = await self._exec(
-            src,
-            toolbox_argv(int(TOOLBOX_DEADLINE_S) - 1),
-            TOOLBOX_DEADLINE_S,
-            done=TOOLBOX_DONE,
-        )
+        # The check runs a handful of processes: it counts against the budget.
+        async with self._budget.taken(_TOOLBOX_JOBS):
+            output = await self._exec(
+                src,
+                toolbox_argv(int(TOOLBOX_DEADLINE_S) - 1),
+                TOOLBOX_DEADLINE_S,
+                done=TOOLBOX_DONE,
+            )
         failure = classify_exec_failure(output)
         if failure is not None and failure[0] is Reason.TOOL_MISSING:
             toolbox = NO_SHELL

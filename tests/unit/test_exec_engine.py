@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiodocker.stream import _ExecParser
 
 from netwatch.docker_api import ExecOutput
-from netwatch.probes.exec_engine import classify_exec_failure
+from netwatch.probes.exec_engine import JobBudget, classify_exec_failure
 from netwatch.probes.outcome import Reason
 from netwatch.probes.ping import parse_ping_output
 from tests.conftest import load_cases
@@ -131,3 +133,48 @@ def test_a_tools_own_words_never_pass_for_an_exec_failure():
     )
 
     assert classify_exec_failure(exec_output(stdout=stdout, exit_code=0)) is None
+
+
+async def test_the_job_budget_bounds_jobs_running_at_once():
+    """Runs wait for room for all their jobs; one larger than the budget
+    runs alone; nobody waits forever."""
+    budget = JobBudget(10)
+    running = 0
+    peak = 0
+    alone: list[bool] = []
+
+    async def run(jobs: int) -> None:
+        nonlocal running, peak
+        async with budget.taken(jobs):
+            running += jobs
+            peak = max(peak, running)
+            if jobs > 10:
+                alone.append(running == jobs)
+            await asyncio.sleep(0.01)
+            running -= jobs
+
+    await asyncio.wait_for(
+        asyncio.gather(*(run(jobs) for jobs in (4, 4, 4, 25, 3, 7, 1))), 5
+    )
+
+    assert peak == 25
+    assert alone == [True]
+    assert running == 0
+
+
+async def test_the_job_budget_never_exceeds_its_limit_for_runs_that_fit():
+    budget = JobBudget(10)
+    running = 0
+    peak = 0
+
+    async def run(jobs: int) -> None:
+        nonlocal running, peak
+        async with budget.taken(jobs):
+            running += jobs
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= jobs
+
+    await asyncio.gather(*(run(jobs) for jobs in (6, 5, 3, 9, 2, 2, 8, 1)))
+
+    assert peak <= 10
