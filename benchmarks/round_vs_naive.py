@@ -29,7 +29,6 @@ the execs per second the engine sees, and the time to serve /metrics.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -41,6 +40,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from netwatch.config import LogSettings, ProbeSettings, load_config
@@ -260,7 +260,8 @@ def measure(count: int, spread: int, naive_max: int, soak_s: float) -> dict:  # 
     names, networks = start_lab(prefix, count, spread)
     try:
         naive, sampled = naive_round(names, naive_max)
-        engines = asyncio.run(engine_rounds(prefix))
+        # The loop the daemon runs on.
+        engines = uvloop.run(engine_rounds(prefix))
         soaked = soak(prefix, soak_s) if soak_s > 0 else None
     finally:
         docker("rm", "-f", *names)

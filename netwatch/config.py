@@ -311,6 +311,7 @@ class ProbeSettings(Section):
         if self.max_parallel_jobs is not None:
             return self.max_parallel_jobs
         return 96 * max(1, len(os.sched_getaffinity(0)))
+
     tool_recheck_interval: Duration = Field(
         default=600.0,
         description="How long a container found without tools is left alone.",
@@ -334,6 +335,15 @@ class MatrixSettings(Section):
     )
     degraded_loss_ratio: float = Field(
         default=0.05, gt=0.0, le=1.0, allow_inf_nan=False
+    )
+
+
+class MetricsSettings(Section):
+    latency_buckets_max_pairs: Count = Field(
+        default=1000,
+        ge=0,
+        description="Above this many pairs, round-trip and connect-time "
+        "histograms are exported without buckets (sum and count only).",
     )
 
 
@@ -515,6 +525,7 @@ class Config(BaseSettings):
     matrix: MatrixSettings = MatrixSettings()
     planner: PlannerSettings = PlannerSettings()
     http: HttpSettings = HttpSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     alerts: AlertSettings = AlertSettings()
     # An expectation policy file (see netwatch.policy); none: the topology.

@@ -125,6 +125,7 @@ class Daemon:
                 # A pair measured within two rounds of its slowest probe.
                 coverage_window_s=2
                 * max(config.probes.ping.interval, config.probes.tcp.interval),
+                buckets_max_pairs=config.metrics.latency_buckets_max_pairs,
             )
         )
         try:

@@ -153,15 +153,22 @@ def _pair_labels(snapshot: MatrixSnapshot, pair: PairView) -> list[str]:
     ]
 
 
+_BOUNDS = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
+
+
 def _add_histogram(
-    family: HistogramMetricFamily, labels: list[str], histogram: MatrixHistogram
+    family: HistogramMetricFamily,
+    labels: list[str],
+    histogram: MatrixHistogram,
+    buckets: bool = True,
 ) -> None:
-    bounds = [*(repr(float(b)) for b in LATENCY_BUCKETS_S), "+Inf"]
-    family.add_metric(
-        labels,
-        buckets=list(zip(bounds, histogram.bucket_counts, strict=True)),
-        sum_value=histogram.total,
-    )
+    """One pair's histogram; without `buckets`, only +Inf, the sum and the
+    count (averages still work, quantiles do not)."""
+    if buckets:
+        counts = list(zip(_BOUNDS, histogram.bucket_counts, strict=True))
+    else:
+        counts = [("+Inf", histogram.count)]
+    family.add_metric(labels, buckets=counts, sum_value=histogram.total)
 
 
 def _add_service_results(
@@ -192,11 +199,17 @@ class MatrixCollector(Collector):
     """Builds the pair and container families from the current snapshot."""
 
     def __init__(
-        self, snapshot: Callable[[], MatrixSnapshot], window_s: float | None = None
+        self,
+        snapshot: Callable[[], MatrixSnapshot],
+        window_s: float | None = None,
+        buckets_max_pairs: int | None = None,
     ) -> None:
         self._snapshot = snapshot
         # Pairs with a result this recent count as measured_recently.
         self._window_s = window_s
+        # Above this many pairs, latency histograms lose their buckets: 14
+        # series per pair and probe are too many for a large host.
+        self._buckets_max_pairs = buckets_max_pairs
 
     def describe(self) -> list[Metric]:
         return []  # families depend on state; skip the registry's dry run
@@ -279,6 +292,10 @@ class MatrixCollector(Collector):
             labels=[*PAIR_LABELS, "probe", "result"],
         )
 
+        buckets = (
+            self._buckets_max_pairs is None
+            or len(snapshot.pairs) <= self._buckets_max_pairs
+        )
         for pair in snapshot.pairs.values():
             labels = _pair_labels(snapshot, pair)
             expected.add_metric(labels, 1.0 if pair.expected_reachable else 0.0)
@@ -302,17 +319,18 @@ class MatrixCollector(Collector):
                     reachable.add_metric([*labels, probe.value], 1.0)
                 elif view.state is PairState.UNREACHABLE:
                     reachable.add_metric([*labels, probe.value], 0.0)
-                for outcome in Outcome:
-                    count = view.result_counts.get(outcome, 0)
+                # Outcomes never seen are left out: a counter appears when
+                # it first counts.
+                for outcome, count in view.result_counts.items():
                     results.add_metric(
                         [*labels, probe.value, outcome.value], float(count)
                     )
                 if probe is ProbeKind.PING:
                     if view.loss_ratio is not None:
                         loss.add_metric(labels, view.loss_ratio)
-                    _add_histogram(rtt, labels, view.latency)
-                elif view.latency.count:
-                    _add_histogram(connect, labels, view.latency)
+                    _add_histogram(rtt, labels, view.latency, buckets)
+                elif probe is ProbeKind.TCP and view.latency.count:
+                    _add_histogram(connect, labels, view.latency, buckets)
 
         containers = GaugeMetricFamily(
             "netwatch_containers", "Containers netwatch monitors."

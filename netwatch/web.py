@@ -7,8 +7,10 @@ everything served is read from the current matrix snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -39,6 +41,23 @@ class WebSources:
         [], tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]]
     ] = lambda: ({}, {})
     coverage_window_s: float | None = None
+    # Above this many pairs, latency histograms are exported without buckets.
+    buckets_max_pairs: int | None = None
+
+
+def render_pairs(
+    snapshot: MatrixSnapshot,
+    netstats: tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]] = ({}, {}),
+    coverage_window_s: float | None = None,
+    buckets_max_pairs: int | None = None,
+) -> bytes:
+    """The pair and container families of the exposition."""
+    pairs = CollectorRegistry(auto_describe=False)
+    pairs.register(
+        MatrixCollector(lambda: snapshot, coverage_window_s, buckets_max_pairs)
+    )
+    pairs.register(NetstatCollector(lambda: netstats))
+    return generate_latest(pairs)
 
 
 def render_metrics(
@@ -47,25 +66,82 @@ def render_metrics(
     netstats: tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]] = ({}, {}),
     coverage_window_s: float | None = None,
 ) -> bytes:
-    """The exposition: netwatch's own metrics, then the pair families, then
-    the containers' interfaces."""
-    pairs = CollectorRegistry(auto_describe=False)
-    pairs.register(MatrixCollector(lambda: snapshot, coverage_window_s))
-    pairs.register(NetstatCollector(lambda: netstats))
-    return generate_latest(self_registry) + generate_latest(pairs)
+    """The whole exposition at once: netwatch's own metrics, then the pair
+    families, then the containers' interfaces."""
+    return generate_latest(self_registry) + render_pairs(
+        snapshot, netstats, coverage_window_s
+    )
+
+
+# The pair families are rendered again at most this often, and at most
+# once per this many times their last rendering took: a large host's
+# matrix costs a second of CPU to render, and must not cost it every scrape.
+_RENDER_MIN_INTERVAL_S = 1.0
+_RENDER_COST_FACTOR = 4.0
+
+
+class PairExposition:
+    """The pair families, rendered off the request path whenever the matrix
+    or the containers' counters change, so a scrape costs what netwatch's
+    own metrics cost. A scrape sees the matrix as of the last rendering:
+    within a second on a small host, within a few on a large one."""
+
+    def __init__(self, sources: WebSources) -> None:
+        self._sources = sources
+        self._body: bytes | None = None
+        self._rendered_from: tuple[object, ...] | None = None
+        self._took = 0.0
+        self._lock = asyncio.Lock()
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            await self.refresh()
+        assert self._body is not None
+        return self._body
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            snapshot = self._sources.snapshot()
+            netstats = self._sources.netstats()
+            source = (snapshot, *netstats)
+            if self._rendered_from is not None and all(
+                now is before
+                for now, before in zip(source, self._rendered_from, strict=True)
+            ):
+                return
+            started = time.perf_counter()
+            self._body = await asyncio.to_thread(
+                render_pairs,
+                snapshot,
+                netstats,
+                self._sources.coverage_window_s,
+                self._sources.buckets_max_pairs,
+            )
+            self._took = time.perf_counter() - started
+            self._rendered_from = source
+
+    async def run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(
+                max(_RENDER_MIN_INTERVAL_S, _RENDER_COST_FACTOR * self._took)
+            )
 
 
 def build_app(sources: WebSources) -> web.Application:
+    exposition = PairExposition(sources)
+
     async def metrics(_: web.Request) -> web.Response:
-        snapshot = sources.snapshot()
-        body = await asyncio.to_thread(
-            render_metrics,
-            snapshot,
-            sources.self_registry,
-            sources.netstats(),
-            sources.coverage_window_s,
-        )
+        pairs = await exposition.body()
+        body = generate_latest(sources.self_registry) + pairs
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def rendering(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(exposition.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def matrix(_: web.Request) -> web.Response:
         body = snapshot_to_dict(
@@ -104,6 +180,7 @@ def build_app(sources: WebSources) -> web.Application:
         )
 
     app = web.Application()
+    app.cleanup_ctx.append(rendering)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/matrix", matrix)
     app.router.add_get("/api/v1/alerts", alerts)

@@ -139,10 +139,29 @@ def make_sockets(path: Path, specs: Sequence[SocketSpec]) -> _Sockets:
 class _Echoes:
     """Echo requests sent to one address, and their replies."""
 
-    sent_at: dict[int, float] = field(default_factory=dict)
+    # Sequence number: when it was sent, in wall-clock nanoseconds.
+    sent_at: dict[int, int] = field(default_factory=dict)
     replied: set[int] = field(default_factory=set)
     rtts: list[float] = field(default_factory=list)
     error: OSError | None = None
+
+
+# The kernel stamps each reply as it arrives (SO_TIMESTAMPNS, Linux's
+# asm-generic/socket.h: the option and its message type are both 35): round
+# trips do not include the time the event loop took to get to the reply.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _arrival_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """When the kernel received a datagram, or now if it did not say."""
+    for level, kind, data in ancillary:
+        stamped = level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS
+        if stamped and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return time.time_ns()
 
 
 def _replies(
@@ -158,12 +177,12 @@ def _replies(
     def read() -> None:
         while True:
             try:
-                data, peer = sock.recvfrom(2048)
+                data, ancillary, _, peer = sock.recvmsg(2048, _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # an ICMP error queued on the socket: no reply
-            arrived = time.perf_counter()
+            arrived = _arrival_ns(ancillary)
             if len(data) < 8 or data[0] != reply_kind or not data.endswith(_PAYLOAD):
                 continue
             record = echoes.get(peer[0])
@@ -173,7 +192,9 @@ def _replies(
             if sequence in record.replied:
                 continue  # a duplicate reply
             record.replied.add(sequence)
-            record.rtts.append(arrived - record.sent_at[sequence])
+            # Both ends on the wall clock; a clock step can make one sample
+            # negative: it counts as a reply, with no time.
+            record.rtts.append(max(0.0, (arrived - record.sent_at[sequence]) / 1e9))
             if complete():
                 answered.set()
 
@@ -299,6 +320,7 @@ class NetnsEngine:
         listening = []
         for sock, v6 in ((icmp, False), (icmp6, True)):
             if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
                 reader = _replies(sock, echoes, v6, answered, complete)
                 loop.add_reader(sock.fileno(), reader)
                 listening.append(sock.fileno())
@@ -311,7 +333,7 @@ class NetnsEngine:
                     sock = icmp6 if v6 else icmp
                     assert sock is not None
                     try:
-                        record.sent_at[sequence] = time.perf_counter()
+                        record.sent_at[sequence] = time.time_ns()
                         sock.sendto(_echo(sequence, v6), (address, 0))
                     except OSError as exc:
                         record.sent_at.pop(sequence, None)

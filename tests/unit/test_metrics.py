@@ -276,7 +276,8 @@ def test_loss_ratio_and_result_counts():
         registry.get_sample_value("netwatch_ping_loss_ratio", pair("db1", "web1"))
         is None
     )
-    assert results == {"ok": 1.0, "unreachable": 1.0, "unmeasured": 0.0}
+    # An outcome never seen has no series yet.
+    assert results == {"ok": 1.0, "unreachable": 1.0, "unmeasured": None}
 
 
 def test_connect_histogram_appears_once_a_connect_was_timed():
@@ -448,3 +449,26 @@ def test_self_metrics_have_no_created_series():
     names = {s.name for family in registry.collect() for s in family.samples}
 
     assert not any(name.endswith("_created") for name in names)
+
+
+def test_latency_histograms_lose_their_buckets_above_the_pair_limit():
+    """A large host's pairs keep the sum and count (averages), not the 14
+    buckets each."""
+    matrix = matrix_of(WEB1, DB1)
+    matrix.record("c1", ProbeKind.PING, [ping("c1", "c3")])
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MatrixCollector(matrix.snapshot, buckets_max_pairs=1))
+
+    samples = [
+        s
+        for family in registry.collect()
+        if family.name == "netwatch_ping_rtt_seconds"
+        for s in family.samples
+        if s.labels["src"] == "web1"
+    ]
+
+    buckets = [s for s in samples if s.name.endswith("_bucket")]
+    assert [s.labels["le"] for s in buckets] == ["+Inf"]
+    assert buckets[0].value == 3
+    count = next(s for s in samples if s.name.endswith("_count"))
+    assert count.value == 3
