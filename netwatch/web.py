@@ -78,13 +78,18 @@ def render_metrics(
 # matrix costs a second of CPU to render, and must not cost it every scrape.
 _RENDER_MIN_INTERVAL_S = 1.0
 _RENDER_COST_FACTOR = 4.0
+# Renderings faster than this are done for each scrape that finds the
+# matrix changed.
+_RENDER_INLINE_S = 0.1
 
 
 class PairExposition:
-    """The pair families, rendered off the request path whenever the matrix
-    or the containers' counters change, so a scrape costs what netwatch's
-    own metrics cost. A scrape sees the matrix as of the last rendering:
-    within a second on a small host, within a few on a large one."""
+    """The pair families, rendered whenever the matrix or the containers'
+    counters change. Where rendering is cheap (a small host), a scrape that
+    finds the matrix changed renders it at once and sees it current; where
+    it is not (thousands of pairs), renderings happen off the request path,
+    so a scrape costs what netwatch's own metrics cost and sees the matrix
+    as of the last rendering, a few seconds old at most."""
 
     def __init__(self, sources: WebSources) -> None:
         self._sources = sources
@@ -94,7 +99,9 @@ class PairExposition:
         self._lock = asyncio.Lock()
 
     async def body(self) -> bytes:
-        if self._body is None:
+        # Cheap renderings are done for the scrape itself: what is served is
+        # then always current, as on every host of a few dozen containers.
+        if self._body is None or self._took < _RENDER_INLINE_S:
             await self.refresh()
         assert self._body is not None
         return self._body

@@ -187,6 +187,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             "NETWATCH_PROBES__ENGINE": "netns",
             "NETWATCH_PROBES__DNS__INTERVAL": "4s",
             "NETWATCH_PROBES__HTTP__INTERVAL": "4s",
+            "NETWATCH_PROBES__HTTP__TIMEOUT": "2s",
             "NETWATCH_PROBES__BANDWIDTH__ENABLED": "true",
             "NETWATCH_PROBES__BANDWIDTH__INTERVAL": "2s",
             "NETWATCH_PROBES__BANDWIDTH__PAIRS_PER_ROUND": "4",
