@@ -191,8 +191,11 @@ class BandwidthSampler:
     async def measure(self, src: ContainerInfo, dst: ContainerInfo) -> BandwidthResult:
         """One test from `src` to `dst` (on their first shared address)."""
         pair = self._plan.pairs.get((src.id, dst.id))
-        if pair is None or not pair.targets:
-            reading = _failed(FailureKind.TOOL_FAILED, "the pair has no address")
+        why = self._plan.unaddressable.get((src.id, dst.id), "the pair has no address")
+        if pair is not None and pair.hold is not None:
+            why = pair.hold
+        if pair is None or not pair.targets or pair.hold is not None:
+            reading = _failed(FailureKind.TOOL_FAILED, why)
             return _result(src, dst, "none", reading)
         result = await self._test(pair)
         if result is None:

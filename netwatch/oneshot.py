@@ -132,6 +132,8 @@ async def one_bandwidth_test(
                 raise LookupError(f"no monitored container is called {ref!r}")
         assert src is not None
         assert dst is not None
+        if src.id == dst.id:
+            raise LookupError(f"{src_ref!r} and {dst_ref!r} are the same container")
         engine, _ = choose_engine(config.probes, client, discovery.metrics)
         try:
             sampler = BandwidthSampler(
