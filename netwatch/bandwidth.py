@@ -195,7 +195,7 @@ class BandwidthSampler:
         if pair is not None and pair.hold is not None:
             why = pair.hold
         if pair is None or not pair.targets or pair.hold is not None:
-            reading = _failed(FailureKind.TOOL_FAILED, why)
+            reading = _failed(FailureKind.NOT_PROBEABLE, why)
             return _result(src, dst, "none", reading)
         result = await self._test(pair)
         if result is None:

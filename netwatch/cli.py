@@ -222,7 +222,7 @@ async def _run_matrix(
     from netwatch.report import render_table, snapshot_to_dict
 
     try:
-        snapshot = await one_round(config, policy)
+        snapshot, engine, why = await one_round(config, policy)
     except ConfigError as exc:
         return _report_config_error(exc, "configuration")
     except DockerError as exc:
@@ -232,16 +232,19 @@ async def _run_matrix(
     source = policy.source if policy is not None else None
     if args.json:
         body = snapshot_to_dict(snapshot, policy=source)
+        body["engine"] = {"name": engine, "reason": why}
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         print(render_table(snapshot, color=color, policy=source), end="")
+        print(f"Probed by the {engine} engine: {why}.")
 
     counts = snapshot.verdict_counts()
     if counts[Verdict.BROKEN] or counts[Verdict.UNEXPECTED]:
         return EXIT_CONTRADICTION
-    # A name that resolves where it should not, or not where it should.
-    if any(pair.dns_findings for pair in snapshot.pairs.values()):
+    # A name that resolves where it should not, or not where it should; a
+    # labelled HTTP check that answers an error.
+    if any(p.dns_findings or p.http_findings for p in snapshot.pairs.values()):
         return EXIT_CONTRADICTION
     if args.fail_on_unmeasured and counts[Verdict.UNMEASURED]:
         return EXIT_CONTRADICTION

@@ -27,7 +27,7 @@ from netwatch.docker_api import DockerClient
 from netwatch.errors import ListenError
 from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import BandwidthCollector, SelfMetrics
-from netwatch.netstat import Netstat, read_netstat
+from netwatch.netstat import Netstat, read_all
 from netwatch.pairs import Tiering, plan_pairs, tier_plan
 from netwatch.policy import Policy
 from netwatch.probes.engines import (
@@ -47,14 +47,6 @@ _REPLAN_DEBOUNCE_S = 0.2
 # Runs under way at shutdown are waited for this long at most: a run never
 # takes longer than its tools' deadlines and the watchdog.
 _DRAIN_TIMEOUT_S = 6.0
-
-
-def _read_all(containers: Mapping[str, ContainerInfo]) -> dict[str, Netstat]:
-    return {
-        container_id: stat
-        for container_id, info in containers.items()
-        if info.pid > 0 and (stat := read_netstat(info.pid)) is not None
-    }
 
 
 class Daemon:
@@ -193,6 +185,9 @@ class Daemon:
             probes={
                 kind.value: interval for kind, interval in self._scheduler.kinds.items()
             },
+            bandwidth_interval=config.probes.bandwidth.interval
+            if self.bandwidth is not None
+            else None,
         )
 
         async with asyncio.TaskGroup() as tasks:
@@ -264,7 +259,7 @@ class Daemon:
         listening ports make a new plan (they become TCP targets)."""
         assert self._discovery is not None
         while True:
-            read = await asyncio.to_thread(_read_all, self._discovery.monitored())
+            read = await asyncio.to_thread(read_all, self._discovery.monitored())
             before = {cid: n.listening for cid, n in self.netstats.items()}
             self.netstats = read
             salt = self._tiering().salt
@@ -276,9 +271,9 @@ class Daemon:
             await asyncio.sleep(self.config.probes.ping.interval)
 
     async def _sample_bandwidth(self) -> None:
-        """Bandwidth batches, once the first rounds have had their turn."""
+        """Bandwidth batches, the first one interval after the start."""
         assert self.bandwidth is not None
-        await asyncio.sleep(min(self.config.probes.bandwidth.interval, 10.0))
+        await asyncio.sleep(self.config.probes.bandwidth.interval)
         await self.bandwidth.run()
 
     def _bandwidth_view(

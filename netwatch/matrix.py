@@ -129,6 +129,8 @@ class PairView:
     dns_findings: tuple[str, ...] = ()
     # Whether the destination's names should resolve from the source.
     names_resolve: bool = False
+    # Labelled HTTP checks that answered an error status.
+    http_findings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,17 @@ def dns_findings(resolves: bool, dns: ProbeView | None) -> tuple[str, ...]:
                 f"{result.address} resolves with no user-defined network shared"
             )
     return tuple(findings)
+
+
+def http_findings(http: ProbeView | None) -> tuple[str, ...]:
+    """GETs to a labelled check that answered with an error (4xx, 5xx)."""
+    if http is None:
+        return ()
+    return tuple(
+        f"GET {result.target} answered {result.status}"
+        for result in http.results
+        if result.status is not None and result.status >= 400
+    )
 
 
 def combined_verdict(pair_verdict: Verdict, findings: Sequence[str]) -> Verdict:
@@ -476,6 +489,7 @@ class ReachabilityMatrix:
             port_findings=findings,
             dns_findings=dns_findings(planned.resolves, probes.get(ProbeKind.DNS)),
             names_resolve=planned.resolves,
+            http_findings=http_findings(probes.get(ProbeKind.HTTP)),
             state=state,
             verdict=verdict,
             since=now if changed else old.since,

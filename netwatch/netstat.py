@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from netwatch.containers import ContainerInfo
+
 _LISTEN = "0A"
 
 
@@ -103,3 +105,13 @@ def read_netstat(pid: int, proc: Path = Path("/proc")) -> Netstat | None:
         listening |= parse_listening((base / "tcp6").read_text())
     interfaces.pop("lo", None)
     return Netstat(MappingProxyType(interfaces), tuple(sorted(listening)))
+
+
+def read_all(containers: Mapping[str, ContainerInfo]) -> dict[str, Netstat]:
+    """Each container's counters and listening ports, where its namespace's
+    /proc files are visible."""
+    return {
+        container_id: stat
+        for container_id, info in containers.items()
+        if info.pid > 0 and (stat := read_netstat(info.pid)) is not None
+    }

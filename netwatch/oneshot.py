@@ -3,6 +3,7 @@ show` run."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
 from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import SelfMetrics
+from netwatch.netstat import read_all
 from netwatch.pairs import PairPlan, hold_pairs, plan_pairs
 from netwatch.policy import Policy
 from netwatch.probes.engines import (
@@ -38,11 +40,14 @@ async def _plan(
 ) -> tuple[PairPlan, Mapping[str, ContainerInfo]]:
     await discovery.refresh_all()
     monitored = discovery.monitored()
+    # Listening ports are TCP targets, as in the daemon.
+    netstats = await asyncio.to_thread(read_all, monitored)
     plan = plan_pairs(
         monitored.values(),
         max_ports=config.probes.tcp.max_ports,
         every=discovery.containers.values(),
         policy=policy,
+        listening={cid: stat.listening for cid, stat in netstats.items()},
         max_names=config.probes.dns.max_names,
     )
     return plan, monitored
@@ -59,8 +64,11 @@ async def expectations(
         return await _plan(_discovery(client, config), config, policy)
 
 
-async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnapshot:
-    """Discovers the containers, probes every pair once, returns the matrix.
+async def one_round(
+    config: Config, policy: Policy | None = None
+) -> tuple[MatrixSnapshot, str, str]:
+    """Discovers the containers, probes every pair once; the matrix, the
+    probe engine that ran, and why that one.
 
     Raises DockerError when the engine cannot be used.
     """
@@ -69,7 +77,7 @@ async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnaps
         plan, monitored = await _plan(discovery, config, policy)
         matrix = ReachabilityMatrix(config.matrix)
         matrix.set_plan(plan, monitored)
-        engine, _ = choose_engine(config.probes, client, discovery.metrics)
+        engine, why = choose_engine(config.probes, client, discovery.metrics)
         try:
             kinds = enabled_kinds(config.probes, engine.name)
             await probe_once(engine, matrix, plan, monitored, kinds)
@@ -91,7 +99,7 @@ async def one_round(config: Config, policy: Policy | None = None) -> MatrixSnaps
             reason = "a container stopped, restarted or paused during the round"
             plan = hold_pairs(plan, changed, reason)
         matrix.set_plan(plan, monitored)
-        return matrix.snapshot()
+        return matrix.snapshot(), engine.name, why
 
 
 def _discovery(client: DockerClient, config: Config) -> Discovery:

@@ -72,9 +72,21 @@ def _result(result: ProbeResult) -> dict[str, Any]:
     return entry
 
 
+# A lookup's state in words about names, not paths.
+_DNS_STATES = {
+    PairState.REACHABLE: "resolved",
+    PairState.DEGRADED: "resolved",
+    PairState.UNREACHABLE: "not_resolved",
+    PairState.UNKNOWN: "unknown",
+}
+
+
 def _probe(view: ProbeView) -> dict[str, Any]:
+    state = view.state.value
+    if view.probe is ProbeKind.DNS:
+        state = _DNS_STATES[view.state]
     entry: dict[str, Any] = {
-        "state": view.state.value,
+        "state": state,
         "since": _when(view.since),
         "changes": view.changes,
         "last_at": _when(view.last_at),
@@ -110,6 +122,7 @@ def _pair(snapshot: MatrixSnapshot, pair: PairView) -> dict[str, Any]:
         "port_findings": list(pair.port_findings),
         "names_resolve": pair.names_resolve,
         "dns_findings": list(pair.dns_findings),
+        "http_findings": list(pair.http_findings),
         "probes": {kind.value: _probe(view) for kind, view in pair.probes.items()},
     }
 
@@ -254,11 +267,12 @@ def findings_of(snapshot: MatrixSnapshot) -> list[str]:
         else:
             lines.append(f"not measured  {route}{_why(pair)}")
     for pair in sorted(
-        (p for p in snapshot.pairs.values() if p.dns_findings),
+        (p for p in snapshot.pairs.values() if p.dns_findings or p.http_findings),
         key=lambda p: (snapshot.name(p.src), snapshot.name(p.dst)),
     ):
         route = f"{snapshot.name(pair.src)} -> {snapshot.name(pair.dst)}"
         lines.extend(f"DNS           {route}: {found}" for found in pair.dns_findings)
+        lines.extend(f"HTTP          {route}: {found}" for found in pair.http_findings)
     return lines
 
 

@@ -30,6 +30,8 @@ class FailureKind(StrEnum):
     TOOL_MISSING = "tool_missing"
     TOOL_FAILED = "tool_failed"
     PARSE_ERROR = "parse_error"
+    # The pair cannot be tested now: no address, or a container paused.
+    NOT_PROBEABLE = "not_probeable"
 
 
 # Failures that mean the network said no (the rest: could not measure).

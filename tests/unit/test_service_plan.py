@@ -200,3 +200,29 @@ def test_bad_service_probe_settings_name_the_key(overrides, key):
         load_config(overrides=overrides)
 
     assert key in str(raised.value)
+
+
+def test_an_http_error_status_is_an_http_finding():
+    plan = _plan(WEB, PROXY)
+    matrix = ReachabilityMatrix(MatrixSettings())
+    matrix.set_plan(plan, {c.id: c for c in (WEB, PROXY)})
+    answered = ProbeResult(
+        probe=ProbeKind.HTTP,
+        src=PROXY.id,
+        dst=WEB.id,
+        address="10.0.0.2",
+        network="front",
+        port=8080,
+        outcome=Outcome.OK,
+        reason=None,
+        detail="HTTP 503",
+        at=time.time(),
+        status=503,
+    )
+
+    matrix.record(PROXY.id, ProbeKind.HTTP, [answered])
+
+    pair = matrix.snapshot().pairs[(PROXY.id, WEB.id)]
+    assert pair.http_findings == ("GET 10.0.0.2:8080 answered 503",)
+    matrix.record(PROXY.id, ProbeKind.HTTP, [replace(answered, status=200)])
+    assert matrix.snapshot().pairs[(PROXY.id, WEB.id)].http_findings == ()
