@@ -37,6 +37,7 @@ from netwatch.probes.iperf3 import (
     NETWORK_FAILURES,
     BandwidthReading,
     FailureKind,
+    classify_error,
     client_argv,
     parse_client_output,
     server_argv,
@@ -50,7 +51,7 @@ log = structlog.get_logger("netwatch.bandwidth")
 _NO_IPERF3_RECHECK_S = 600.0
 # The one-off server needs a moment to listen before the client connects.
 _SERVER_START_S = 0.3
-_CLIENT_ATTEMPTS = 3
+_CLIENT_ATTEMPTS = 5
 _CHUNK = 64 * 1024
 
 
@@ -100,6 +101,23 @@ def _exec_failure(failure: tuple[Reason, str], where: str) -> BandwidthReading:
     if reason is Reason.TOOL_MISSING:
         return _failed(FailureKind.TOOL_MISSING, where + detail)
     return _failed(FailureKind.TOOL_FAILED, where + detail)
+
+
+def _server_failed(output: object) -> BandwidthReading | None:
+    """Why the one-off server did not serve, from its ending; None if it
+    did (it exits 0 after its one test)."""
+    if isinstance(output, tuple):
+        return _exec_failure(output, "server: ")
+    exit_code = getattr(output, "exit_code", 0)
+    if exit_code == 0:
+        return None
+    said = first_line(getattr(output, "stderr", "")) or first_line(
+        getattr(output, "stdout", "")
+    )
+    kind, _ = classify_error(said)
+    if kind is FailureKind.TOOL_FAILED and exit_code in (143, 137):
+        return None  # ended by the watchdog after serving: the test stands
+    return _failed(kind, f"server: {said or f'exit {exit_code}'}")
 
 
 def candidates(plan: PairPlan) -> list[PlannedPair]:
@@ -175,7 +193,10 @@ class BandwidthSampler:
         """Measures a batch every interval until cancelled."""
         while True:
             started = time.monotonic()
-            await self.run_batch()
+            try:
+                await self.run_batch()
+            except Exception:
+                log.exception("bandwidth.batch_failed")
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(1.0, self._settings.interval - elapsed))
 
@@ -212,6 +233,12 @@ class BandwidthSampler:
         try:
             async with self._slots:
                 result = await self._measure(src, dst, pair.targets[0].address)
+        except Exception as exc:
+            # A bug, or output nobody foresaw: this test is lost, not the
+            # sampler (nor the daemon).
+            log.exception("bandwidth.test_failed", src=src.name, dst=dst.name)
+            detail = f"netwatch failed to test: {type(exc).__name__}: {exc}"
+            result = _result(src, dst, "none", _failed(FailureKind.TOOL_FAILED, detail))
         finally:
             self._testing.discard(pair.dst)
         self.tests += 1
@@ -282,7 +309,20 @@ class BandwidthSampler:
             )
         )
         try:
-            return await self._client_runs(src, address, server)
+            reading = await self._client_runs(src, address, server)
+            if reading.failure is not None:
+                return reading
+            # The one-off server ends once its test is done. If it never
+            # served (the port was taken), the figure came from another
+            # server: not netwatch's test.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline + 10):
+                    await asyncio.shield(server)
+            if server.done():
+                failed = _server_failed(server.result())
+                if failed is not None:
+                    return failed
+            return reading
         except asyncio.CancelledError:
             # netwatch is stopping: the server's watchdog still ends it.
             server.cancel()

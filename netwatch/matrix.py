@@ -239,14 +239,17 @@ def dns_findings(resolves: bool, dns: ProbeView | None) -> tuple[str, ...]:
 
 
 def http_findings(http: ProbeView | None) -> tuple[str, ...]:
-    """GETs to a labelled check that answered with an error (4xx, 5xx)."""
+    """GETs to a labelled check that answered with an error (4xx, 5xx), no
+    answer at all, or not HTTP."""
     if http is None:
         return ()
-    return tuple(
-        f"GET {result.target} answered {result.status}"
-        for result in http.results
-        if result.status is not None and result.status >= 400
-    )
+    findings = []
+    for result in http.results:
+        if result.status is not None and result.status >= 400:
+            findings.append(f"GET {result.target} answered {result.status}")
+        elif result.reason in (Reason.NO_ANSWER, Reason.BAD_RESPONSE):
+            findings.append(f"GET {result.target}: {result.detail}")
+    return tuple(findings)
 
 
 def combined_verdict(pair_verdict: Verdict, findings: Sequence[str]) -> Verdict:

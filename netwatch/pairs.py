@@ -25,6 +25,7 @@ What the topology says to expect:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -158,19 +159,29 @@ def _expectation(src: _Stack, dst: _Stack) -> tuple[bool, str, tuple[Target, ...
 DEFAULT_BRIDGE_NAME = "bridge"
 
 
+# A name the engine's DNS can serve: letters, digits, `_` and `-` in labels
+# of at most 63, dot-separated. Other aliases Docker accepts are never
+# served, and are not looked up.
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*"
+)
+
+
 def _dns_names(
     src: _Stack, dst: ContainerInfo, dst_stack: _Stack, max_names: int
 ) -> tuple[tuple[str, ...], bool]:
     """The names of `dst` to look up from `src`, and whether they should
     resolve there: on a user-defined network they share, the engine's DNS
-    knows the destination's name and its aliases on that network; elsewhere
-    it must not know the name.
+    knows the destination's name and its aliases on that network.
 
-    Names with a dot are looked up only where they should resolve: an
-    unknown dotted name is forwarded by the engine to the host's resolvers,
-    and netwatch's probes never leave the machine. Host-network and
-    `--network none` sources have no embedded DNS, and `container:X`
-    guests have no name of their own: nothing is looked up.
+    A name the engine's DNS does not know is forwarded by it to the host's
+    resolvers, off this machine, whatever the query says; and netwatch's
+    probes never leave the machine. So names that should not resolve are
+    looked up only from sources that have no embedded DNS at all (on the
+    default bridge only: nothing answers at 127.0.0.11 there, and the
+    lookup is refused on the spot). Host-network and `--network none`
+    sources, and `container:X` guests (no name of their own), look nothing
+    up.
     """
     if src.owner == dst_stack.owner or not src.networks:
         return (), False
@@ -193,9 +204,12 @@ def _dns_names(
             if not (len(alias) >= 12 and dst.id.startswith(alias))
         )
         names = [dst.name, *aliases]
-        unique = tuple(dict.fromkeys(n for n in names if n and len(n) <= 253))
+        unique = tuple(
+            dict.fromkeys(n for n in names if len(n) <= 253 and _HOSTNAME.fullmatch(n))
+        )
         return unique[:max_names], True
-    if "." in dst.name:
+    embedded_dns = any(a.network != DEFAULT_BRIDGE_NAME for a in src.networks)
+    if embedded_dns or _HOSTNAME.fullmatch(dst.name) is None:
         return (), False
     return (dst.name,), False
 

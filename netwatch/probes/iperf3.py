@@ -34,10 +34,10 @@ class FailureKind(StrEnum):
     NOT_PROBEABLE = "not_probeable"
 
 
-# Failures that mean the network said no (the rest: could not measure).
-NETWORK_FAILURES = frozenset(
-    {FailureKind.CONNECTION_REFUSED, FailureKind.NO_ROUTE, FailureKind.TIMEOUT}
-)
+# Failures that mean the network said no (the rest: could not measure). A
+# refused connection is not among them: the one-off server may not listen
+# yet, and whether the path is open is ping's and tcp's to say.
+NETWORK_FAILURES = frozenset({FailureKind.NO_ROUTE, FailureKind.TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class BandwidthReading:
     # Whether the control connection reached the server (a busy server
     # was reached).
     reached: bool
+
+
+# Exit codes of a tool ended by TERM or KILL (128 + signal).
+_KILLED = (143, 137)
 
 
 def server_argv(port: int, idle_timeout_s: int) -> list[str]:
@@ -77,7 +81,7 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
         return None
     try:
         value, _ = json.JSONDecoder().raw_decode(text, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurd nesting
         return None
     return value if isinstance(value, dict) else None
 
@@ -91,7 +95,7 @@ def _stream_events(text: str) -> list[dict[str, Any]]:
             continue
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(event, dict) and "event" in event:
             events.append(event)
@@ -100,27 +104,36 @@ def _stream_events(text: str) -> list[dict[str, Any]]:
 
 def classify_error(message: str) -> tuple[FailureKind, bool]:
     """The kind of an iperf3 error message, and whether the server was
-    reached. Matched on stable fragments: the wording around them changes."""
+    reached. Matched on stable fragments: the wording around them changes.
+    Only a failure to connect speaks of the network; anything else iperf3
+    complains of (its options, its results, its control channel) is the
+    test failing."""
     lowered = message.lower()
     if "busy" in lowered:
         return FailureKind.SERVER_BUSY, True
     if "address already in use" in lowered:
         return FailureKind.PORT_IN_USE, False
+    if "not found" in lowered and "iperf3" in lowered:
+        return FailureKind.TOOL_MISSING, False
+    if "unable to connect" not in lowered:
+        return FailureKind.TOOL_FAILED, "option" not in lowered
     if "connection refused" in lowered:
         return FailureKind.CONNECTION_REFUSED, False
     if "no route" in lowered or "network is unreachable" in lowered:
         return FailureKind.NO_ROUTE, False
     if "timed out" in lowered or "timeout" in lowered:
         return FailureKind.TIMEOUT, False
-    if "not found" in lowered and "iperf3" in lowered:
-        return FailureKind.TOOL_MISSING, False
-    return FailureKind.TOOL_FAILED, "unable to connect" not in lowered
+    return FailureKind.TOOL_FAILED, False
 
 
 def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _failure(message: str) -> BandwidthReading:
@@ -141,6 +154,9 @@ def parse_client_output(stdout: str, stderr: str, exit_code: int) -> BandwidthRe
         if not isinstance(document, dict):
             document = None
 
+    if document is None and exit_code in _KILLED:
+        detail = "iperf3 overran its deadline: the probe runner's watchdog ended it"
+        return BandwidthReading(None, None, FailureKind.TOOL_FAILED, detail, False)
     if document is None:
         said = first_line(stderr) or first_line(stdout)
         if exit_code == 127 or "not found" in said.lower():
@@ -154,8 +170,11 @@ def parse_client_output(stdout: str, stderr: str, exit_code: int) -> BandwidthRe
 
     # An error key wins over the exit code: 3.11 and 3.12 exit 0 with it.
     error = document.get("error")
+    if error and not isinstance(error, str):
+        detail = "iperf3's error is not text"
+        return BandwidthReading(None, None, FailureKind.PARSE_ERROR, detail, False)
     if error:
-        return _failure(str(error))
+        return _failure(error)
 
     end = document.get("end")
     received = end.get("sum_received") if isinstance(end, dict) else None

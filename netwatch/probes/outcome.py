@@ -51,6 +51,9 @@ class Reason(StrEnum):
     PARSE_ERROR = "parse_error"
     OUTPUT_TOO_LARGE = "output_too_large"
     BAD_RESPONSE = "bad_response"
+    # Reached (a resolver, a server that accepted the connection) but no
+    # answer in time: the network carried the question.
+    NO_ANSWER = "no_answer"
     ENGINE_UNSUPPORTED = "engine_unsupported"
     EXEC_NOT_STARTED = "exec_not_started"
     EXEC_FAILED = "exec_failed"

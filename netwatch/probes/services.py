@@ -97,7 +97,8 @@ async def lookup(
                 if query.is_response(answer):
                     response = answer
     except TimeoutError:
-        reason = Reason.TIMEOUT
+        # The resolver is in the source itself: silence is not the network.
+        reason = Reason.NO_ANSWER
         detail = f"no answer from {resolver[0]} within {within_s:g}s"
     except ConnectionRefusedError:
         # Nothing listens at 127.0.0.11: the source is on no user-defined
@@ -165,7 +166,9 @@ async def http_get(
                 status, ttfb = await _exchange(loop, sock, request)
                 detail = f"HTTP {status}"
     except TimeoutError:
-        reason, detail = Reason.TIMEOUT, f"no response within {within_s:g}s"
+        # Connected, then silence (or a trickle): the service, not the path.
+        reason = Reason.NO_ANSWER if connect_s is not None else Reason.TIMEOUT
+        detail = f"no response within {within_s:g}s"
     except h11.RemoteProtocolError as exc:
         reason = Reason.BAD_RESPONSE
         detail = first_line(f"not an HTTP response: {exc}")

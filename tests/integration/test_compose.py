@@ -159,8 +159,7 @@ def test_the_namespace_override_runs_the_sidecar_with_the_netns_engine(
     lookups = pairs[("api", "web")]["probes"]["dns"]["results"]
     assert lookups
     assert all(lookup["outcome"] == "ok" for lookup in lookups), lookups
-    # web and db share no network: neither the path nor the name is there.
+    # web and db share no network: the path is not there, and the name is
+    # not looked up (the engine would forward it off the host).
     assert pairs[("web", "db")]["verdict"] == "ok"
-    assert pairs[("web", "db")]["probes"]["dns"]["results"][0]["outcome"] == (
-        "unreachable"
-    )
+    assert not pairs[("web", "db")]["probes"].get("dns", {}).get("results")

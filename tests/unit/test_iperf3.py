@@ -115,6 +115,17 @@ def test_json_stream_end_event_is_read():
             False,
         ),
         ("control socket has closed unexpectedly", FailureKind.TOOL_FAILED, True),
+        # An iperf3 too old for an option: not the network.
+        (
+            "iperf3: unrecognized option '--connect-timeout'",
+            FailureKind.TOOL_FAILED,
+            False,
+        ),
+        (
+            "unable to receive results: Connection timed out",
+            FailureKind.TOOL_FAILED,
+            True,
+        ),
     ],
 )
 def test_error_wording_is_classified(message, kind, reached):
@@ -143,6 +154,32 @@ def test_damaged_output_is_not_measured_and_never_raises(stdout, stderr, code, k
     assert reading.failure is kind
     assert reading.bits_per_second is None
     assert "\x1b" not in reading.detail
+
+
+@pytest.mark.parametrize(
+    "stdout",
+    [
+        '{"end": {"sum_received": {"bits_per_second": 1' + "0" * 400 + "}}}",
+        '{"end": {"sum_sent": {"retransmits": 1'
+        + "0" * 400
+        + '}, "sum_received": {}}}',
+        '{"a": ' + "[" * 200_000,
+        '{"error": {"x": "timed out"}}',
+    ],
+    ids=["huge-figure", "huge-retransmits", "deep-nesting", "error-not-text"],
+)
+def test_absurd_json_is_a_parse_error_not_a_crash(stdout):
+    reading = parse_client_output(stdout, "", 0)
+
+    assert reading.bits_per_second is None
+    assert reading.failure in (FailureKind.PARSE_ERROR, FailureKind.TOOL_FAILED)
+
+
+def test_a_client_the_watchdog_ended_says_so():
+    reading = parse_client_output("", "", 143)
+
+    assert reading.failure is FailureKind.TOOL_FAILED
+    assert "watchdog" in reading.detail
 
 
 def test_the_server_is_a_one_off_with_an_idle_timeout():

@@ -52,13 +52,27 @@ def test_names_on_the_default_bridge_should_not_resolve():
     assert pair.resolves is False
 
 
-def test_an_isolated_dotted_name_is_not_looked_up():
-    """An unknown dotted name would be forwarded off the host."""
-    plan = _plan(PROXY, LONER)
+def test_names_that_should_not_resolve_are_looked_up_only_without_embedded_dns():
+    """From a user-defined network, an unknown name would be forwarded off
+    the host: isolation is not checked by name there. From the default
+    bridge only, nothing answers at 127.0.0.11: it is."""
+    plan = _plan(PROXY, LONER, LEGACY, WEB)
 
     assert plan.pairs[(PROXY.id, LONER.id)].names == ()
-    assert plan.pairs[(LONER.id, PROXY.id)].names == ("proxy",)
-    assert plan.pairs[(LONER.id, PROXY.id)].resolves is False
+    assert plan.pairs[(LONER.id, PROXY.id)].names == ()
+    assert plan.pairs[(PROXY.id, LEGACY.id)].names == ()
+    assert plan.pairs[(LEGACY.id, PROXY.id)].names == ("proxy",)
+    assert plan.pairs[(LEGACY.id, PROXY.id)].resolves is False
+    assert plan.pairs[(LEGACY.id, LONER.id)].names == ("loner.example",)
+
+
+def test_aliases_the_engine_cannot_serve_are_not_looked_up():
+    odd = replace(FRONT_WEB, aliases=('a"b', "sp ace", "ÜNICODE", "ok-name", "x" * 64))
+    web = replace(WEB, networks=(odd,))
+
+    pair = _plan(web, PROXY).pairs[(PROXY.id, web.id)]
+
+    assert pair.names == ("web", "ok-name")
 
 
 def test_names_are_capped():

@@ -121,11 +121,13 @@ async def test_garbage_and_answers_to_other_queries_are_ignored():
     assert result.answers == ("10.1.0.4",)
 
 
-async def test_a_silent_resolver_times_out():
+async def test_a_silent_resolver_could_not_measure():
+    """The resolver lives in the source: its silence says nothing of the
+    destination."""
     result = await _look_up(lambda wire: [])
 
-    assert result.outcome is Outcome.UNREACHABLE
-    assert result.reason is Reason.TIMEOUT
+    assert result.outcome is Outcome.UNMEASURED
+    assert result.reason is Reason.NO_ANSWER
 
 
 async def test_no_resolver_listening_is_refused_not_unmeasured():
@@ -233,13 +235,14 @@ async def test_a_server_that_does_not_speak_http_is_a_bad_response(head):
     assert result.status is None
 
 
-async def test_a_server_that_never_answers_times_out():
+async def test_a_server_that_accepts_and_never_answers_could_not_measure():
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         await reader.read()  # until netwatch gives up and closes
 
     result = await _get(silent, within_s=0.5)
 
-    assert result.reason is Reason.TIMEOUT
+    assert result.outcome is Outcome.UNMEASURED
+    assert result.reason is Reason.NO_ANSWER
     assert result.status is None
 
 
