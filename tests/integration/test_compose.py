@@ -140,9 +140,12 @@ def test_the_namespace_override_runs_the_sidecar_with_the_netns_engine(
         def measured() -> bool:
             nonlocal body
             body = json.loads(http_get(port, "/api/v1/matrix")[1])
+            service = {c["id"]: c["compose_service"] for c in body["containers"]}
             return any(
-                "http" in pair["probes"] and pair["probes"]["http"]["results"]
-                for pair in body["pairs"]
+                (service[p["src_id"]], service[p["dst_id"]]) == ("api", "web")
+                and p["probes"].get("http", {}).get("results")
+                and p["probes"].get("dns", {}).get("results")
+                for p in body["pairs"]
             )
 
         wait_for(measured, 90, "an HTTP check from the namespace engine")
