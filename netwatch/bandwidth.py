@@ -387,8 +387,8 @@ class BandwidthSampler:
         assert self._netns is not None
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         spec = (family, socket.SOCK_STREAM, 0)
-        listening = await self._netns.sockets_in(dst.pid, [spec])
-        sending = await self._netns.sockets_in(src.pid, [spec])
+        listening = await self._netns.sockets_in(dst, [spec])
+        sending = await self._netns.sockets_in(src, [spec])
         try:
             problem = listening.problem or sending.problem
             if problem is not None:

@@ -93,6 +93,17 @@ def parse_listening(text: str) -> set[int]:
     return ports
 
 
+def still_the_containers(pid_dir: Path, container_id: str) -> bool:
+    """Whether process `pid_dir` still belongs to the container: its cgroup
+    path names the container's id (Docker's layouts all do, from the host
+    and from a sidecar alike). A container that exited leaves its PID free
+    for any process, and that process's namespace is not the container's."""
+    try:
+        return container_id in (pid_dir / "cgroup").read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def read_netstat(pid: int, proc: Path = Path("/proc")) -> Netstat | None:
     """The namespace of `pid` as /proc shows it; None when not visible."""
     base = proc / str(pid) / "net"
@@ -110,8 +121,14 @@ def read_netstat(pid: int, proc: Path = Path("/proc")) -> Netstat | None:
 def read_all(containers: Mapping[str, ContainerInfo]) -> dict[str, Netstat]:
     """Each container's counters and listening ports, where its namespace's
     /proc files are visible."""
-    return {
-        container_id: stat
-        for container_id, info in containers.items()
-        if info.pid > 0 and (stat := read_netstat(info.pid)) is not None
-    }
+    found = {}
+    for container_id, info in containers.items():
+        if info.pid <= 0:
+            continue
+        stat = read_netstat(info.pid)
+        # Read first, then checked: a PID recycled meanwhile is caught.
+        if stat is not None and still_the_containers(
+            Path("/proc") / str(info.pid), container_id
+        ):
+            found[container_id] = stat
+    return found

@@ -28,6 +28,7 @@ import structlog
 from netwatch.config import ProbeSettings
 from netwatch.containers import ContainerInfo
 from netwatch.metrics import SelfMetrics
+from netwatch.netstat import still_the_containers
 from netwatch.probes.outcome import (
     ProbeKind,
     ProbeRequest,
@@ -103,14 +104,27 @@ class _Sockets:
             sock.close()
 
 
-def make_sockets(path: Path, specs: Sequence[SocketSpec]) -> _Sockets:
+def make_sockets(
+    path: Path, specs: Sequence[SocketSpec], container_id: str | None = None
+) -> _Sockets:
     """In a worker thread: enter the namespace at `path`, make one socket
-    per spec there, come back. The sockets stay in that namespace."""
+    per spec there, come back. The sockets stay in that namespace. With
+    `container_id`, the namespace is used only if its process still belongs
+    to that container (checked after the namespace is held open)."""
     made = _Sockets()
     try:
         target = os.open(path, os.O_RDONLY)
     except OSError as exc:
         made.problem = f"cannot open {path}: {exc.strerror}"
+        return made
+    if container_id is not None and not still_the_containers(
+        path.parent.parent, container_id
+    ):
+        os.close(target)
+        made.problem = (
+            f"process {path.parent.parent.name} no longer belongs to the "
+            "container (it exited)"
+        )
         return made
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
@@ -249,7 +263,7 @@ class NetnsEngine:
         want_v6 = any(":" in r.address for r in pings)
         specs: list[SocketSpec] = [_ICMP4] * want_v4 + [_ICMP6] * want_v6
         specs += [self._spec(r) for r in others]
-        sockets = await self.sockets_in(src.pid, specs)
+        sockets = await self.sockets_in(src, specs)
         try:
             if sockets.problem is not None:
                 detail = first_line(sockets.problem)
@@ -269,11 +283,17 @@ class NetnsEngine:
         finally:
             sockets.close()
 
-    async def sockets_in(self, pid: int, specs: Sequence[SocketSpec]) -> _Sockets:
-        """Sockets made inside the network namespace of process `pid`."""
+    async def sockets_in(
+        self, container: ContainerInfo, specs: Sequence[SocketSpec]
+    ) -> _Sockets:
+        """Sockets made inside the container's network namespace."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._pool, make_sockets, namespace_path(pid, self._proc), specs
+            self._pool,
+            make_sockets,
+            namespace_path(container.pid, self._proc),
+            specs,
+            container.id,
         )
 
     @staticmethod
