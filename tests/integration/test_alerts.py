@@ -252,7 +252,8 @@ def test_rules_name_only_metrics_netwatch_exports(lab, start_daemon):
     """Every netwatch_* metric the Prometheus rules use is one the daemon
     really exports (read from a live /metrics)."""
     three_tier(lab)
-    daemon = start_daemon()
+    # The namespace engine: the DNS series are the namespace engine's.
+    daemon = start_daemon({"NETWATCH_PROBES__ENGINE": "netns"})
     daemon.wait_ready()
     exported = set(re.findall(r"^(netwatch_[a-z_]+)", daemon.metrics(), re.M))
 

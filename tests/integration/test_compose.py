@@ -141,12 +141,14 @@ def test_the_namespace_override_runs_the_sidecar_with_the_netns_engine(
             nonlocal body
             body = json.loads(http_get(port, "/api/v1/matrix")[1])
             service = {c["id"]: c["compose_service"] for c in body["containers"]}
-            return any(
+            looked_up = any(
                 (service[p["src_id"]], service[p["dst_id"]]) == ("api", "web")
                 and p["probes"].get("http", {}).get("results")
                 and p["probes"].get("dns", {}).get("results")
                 for p in body["pairs"]
             )
+            every_pair = all(p["verdict"] != "unmeasured" for p in body["pairs"])
+            return looked_up and every_pair
 
         wait_for(measured, 90, "an HTTP check from the namespace engine")
     finally:

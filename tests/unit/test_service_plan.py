@@ -3,6 +3,7 @@ and how the labels that ask for an HTTP check are read."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -32,6 +33,14 @@ OLD = container(
     "old", attachment("bridge", "172.17.0.3"), mode=NetworkMode.DEFAULT_BRIDGE
 )
 LONER = container("loner.example", attachment("solo", "10.9.0.2"))
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """No NETWATCH_* variable of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith("NETWATCH_"):
+            monkeypatch.delenv(name)
 
 
 def _plan(*containers):
