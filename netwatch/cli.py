@@ -21,9 +21,10 @@ import structlog
 
 from netwatch import __version__
 from netwatch.config import Config, load_config
-from netwatch.errors import ConfigError, DockerError, ListenError
+from netwatch.errors import ConfigError, DockerError, ListenError, PolicyError
 from netwatch.logs import configure_logging
 from netwatch.policy import Policy, load_policy
+from netwatch.reload import ConfigSource
 
 EXIT_OK = 0
 EXIT_CONTRADICTION = 1
@@ -198,11 +199,13 @@ def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coroutine)
 
 
-async def _run_daemon(config: Config, policy: Policy | None) -> int:
+async def _run_daemon(
+    config: Config, policy: Policy | None, reload_from: ConfigSource
+) -> int:
     from netwatch.daemon import Daemon
 
     try:
-        await Daemon(config, policy).run()
+        await Daemon(config, policy, reload_from=reload_from).run()
     except ListenError as exc:
         print(f"netwatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -338,20 +341,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A one-shot keeps the terminal for its output unless told otherwise:
     # warning is its default, below the file, environment and flags.
     defaults = {"log": {"level": "warning"}} if args.command != "run" else None
-    try:
+
+    def read_settings() -> tuple[Config, Policy | None]:
+        """The configuration and the policy, read as at startup (the daemon
+        reads them again on SIGHUP and POST /-/reload)."""
         config = load_config(args.config, overrides, defaults=defaults)
+        try:
+            policy = load_policy(config.policy) if config.policy is not None else None
+        except ConfigError as exc:
+            raise PolicyError(exc.problems) from exc
+        return config, policy
+
+    try:
+        config, policy = read_settings()
+    except PolicyError as exc:
+        return _report_config_error(exc, "policy")
     except ConfigError as exc:
         return _report_config_error(exc, "configuration")
-    try:
-        policy = load_policy(config.policy) if config.policy is not None else None
-    except ConfigError as exc:
-        return _report_config_error(exc, "policy")
 
     configure_logging(config.log)
     if args.command == "health":
         return _check_health(config, args.ready)
     if args.command == "run":
-        return _run_async(_run_daemon(config, policy))
+        return _run_async(_run_daemon(config, policy, read_settings))
     if args.command == "matrix":
         return _run_async(_run_matrix(config, policy, args))
     if args.command == "bandwidth":

@@ -1,9 +1,14 @@
 """The daemon: wires discovery, the pair plan, the scheduler, the matrix and
-the HTTP server together, and stops them cleanly.
+the HTTP server together, reloads its configuration, and stops them cleanly.
 
 Data flows one way: discovery notices a change, the plan is made again, the
 matrix and the scheduler adopt it; the scheduler's results go to the matrix;
 metrics and the API read snapshots of the matrix.
+
+A reload (SIGHUP or `POST /-/reload`) keeps the matrix, the inventory, the
+HTTP server and the alerts that are firing; what the new settings change is
+made again (the probing, with its engine and scheduler, when `probes`
+changed; the alert service, keeping its alerts, when `alerts` changed).
 """
 
 from __future__ import annotations
@@ -24,21 +29,30 @@ from netwatch.config import Config
 from netwatch.containers import ContainerInfo
 from netwatch.discovery import Discovery, own_container_id
 from netwatch.docker_api import DockerClient
-from netwatch.errors import ListenError
+from netwatch.errors import ConfigError, ListenError
+from netwatch.logs import configure_logging
 from netwatch.matrix import MatrixSnapshot, ReachabilityMatrix
 from netwatch.metrics import BandwidthCollector, SelfMetrics
 from netwatch.netstat import Netstat, read_all
 from netwatch.pairs import Tiering, plan_pairs, tier_plan
 from netwatch.policy import Policy
 from netwatch.probes.engines import (
+    ProbingEngine,
     choose_engine,
     close_engine,
     exec_engine_of,
     netns_engine_of,
 )
 from netwatch.probes.outcome import ProbeKind
+from netwatch.reload import ConfigSource, ReloadOutcome, merge_reloaded
 from netwatch.scheduler import Scheduler
-from netwatch.web import WebSources, bound_port, build_app, start_server
+from netwatch.web import (
+    ExpositionSettings,
+    WebSources,
+    bound_port,
+    build_app,
+    start_server,
+)
 
 log = structlog.get_logger("netwatch.daemon")
 
@@ -50,10 +64,24 @@ _DRAIN_TIMEOUT_S = 6.0
 
 
 class Daemon:
-    def __init__(self, config: Config, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        policy: Policy | None = None,
+        *,
+        reload_from: ConfigSource | None = None,
+    ) -> None:
         self.config = config
         self.policy = policy
+        self._reload_from = reload_from
+        self._reload_lock = asyncio.Lock()
+        self._reload_asked = asyncio.Event()
         self.started_at = time.time()
+        # When the running scheduler started: a reload's new one has no
+        # rounds yet, and is not stalled for that.
+        self._probing_since = self.started_at
+        self._full_round = False
+        self._first_rounds: set[ProbeKind] = set()
         self.lifecycle = LifecycleClock()
         self.alerts: AlertService | None = None
         self.netstats: dict[str, Netstat] = {}
@@ -64,8 +92,14 @@ class Daemon:
         self._changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._scheduler: Scheduler | None = None
+        self._engine: ProbingEngine | None = None
+        self._probing: list[asyncio.Task[None]] = []
+        self._alerting: asyncio.Task[None] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._client: DockerClient | None = None
         self._discovery: Discovery | None = None
         self.bandwidth: BandwidthSampler | None = None
+        self._bandwidth_exported = False
         self.port: int | None = None
         self.started = asyncio.Event()
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
@@ -75,8 +109,7 @@ class Daemon:
         return (
             self._discovery is not None
             and self._discovery.engine_up is True
-            and self._scheduler is not None
-            and self._scheduler.all_kinds_completed_a_round()
+            and self._full_round
         )
 
     def stop(self) -> None:
@@ -93,8 +126,19 @@ class Daemon:
             and self._discovery.engine_up is not False,
             engine_down_since=None,
             last_round=scheduler.last_rounds() if scheduler is not None else {},
-            started_at=self.started_at,
+            started_at=self._probing_since,
         )
+
+    def _exposition(self) -> ExpositionSettings:
+        probes = self.config.probes
+        return ExpositionSettings(
+            # A pair measured within two rounds of its slowest probe.
+            coverage_window_s=2 * max(probes.ping.interval, probes.tcp.interval),
+            buckets_max_pairs=self.config.metrics.latency_buckets_max_pairs,
+        )
+
+    def _policy_source(self) -> str | None:
+        return self.policy.source if self.policy is not None else None
 
     async def run(self) -> None:
         """Runs until `stop()` or SIGTERM/SIGINT."""
@@ -103,6 +147,8 @@ class Daemon:
             # Outside the main thread (tests) there are no handlers: stop() works.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._reload_asked.set)
 
         config = self.config
         host, port = config.http.host_and_port
@@ -112,12 +158,10 @@ class Daemon:
                 self.ready,
                 self.registry,
                 self._alert_documents,
-                policy=self.policy.source if self.policy else None,
+                policy=self._policy_source,
                 netstats=self._netstat_view,
-                # A pair measured within two rounds of its slowest probe.
-                coverage_window_s=2
-                * max(config.probes.ping.interval, config.probes.tcp.interval),
-                buckets_max_pairs=config.metrics.latency_buckets_max_pairs,
+                exposition=self._exposition,
+                reload=self.reload if self._reload_from is not None else None,
             )
         )
         try:
@@ -130,22 +174,13 @@ class Daemon:
         self.port = bound_port(runner)
         shown_host = f"[{host}]" if host and ":" in host else (host or "*")
         log.info("daemon.listening", address=f"{shown_host}:{self.port}")
-        if config.alerts.enabled:
-            self.alerts = AlertService(
-                config.alerts,
-                snapshot=self.matrix.snapshot,
-                health=self._health,
-                lifecycle=self.lifecycle,
-                metrics=self.metrics,
-                external_url=config.alerts.external_url
-                or default_external_url(self.port),
-            )
         try:
             async with DockerClient(
                 config.docker.host,
                 config.docker.request_timeout,
                 exec_start_concurrency=config.docker.exec_concurrency,
             ) as client:
+                self._client = client
                 await self._run_with(client)
         finally:
             await runner.cleanup()
@@ -154,21 +189,9 @@ class Daemon:
     async def _run_with(self, client: DockerClient) -> None:
         config = self.config
         self_id = own_container_id()
-        engine, why = choose_engine(config.probes, client, self.metrics)
-        if config.probes.bandwidth.enabled:
-            self.bandwidth = BandwidthSampler(
-                config.probes.bandwidth,
-                exec_engine=exec_engine_of(engine),
-                netns=netns_engine_of(engine),
-            )
-            self.registry.register(BandwidthCollector(self._bandwidth_view))
-        self._scheduler = Scheduler(
-            engine,
-            self.matrix,
-            config.probes,
-            metrics=self.metrics,
-            on_round=self._on_round,
-        )
+        why = self._make_probing()
+        assert self._engine is not None
+        assert self._scheduler is not None
         self._discovery = Discovery(
             client,
             config.discovery,
@@ -178,7 +201,7 @@ class Daemon:
         )
         log.info(
             "daemon.starting",
-            engine=engine.name,
+            engine=self._engine.name,
             engine_reason=why,
             docker=client.address,
             own_container=self_id[:12] if self_id else None,
@@ -191,23 +214,159 @@ class Daemon:
         )
 
         async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
             workers = [
                 tasks.create_task(self._discovery.run()),
-                tasks.create_task(self._scheduler.run()),
                 tasks.create_task(self._replan()),
                 tasks.create_task(self._read_netstats()),
+                tasks.create_task(self._reload_on_signal()),
             ]
-            if self.alerts is not None:
-                workers.append(tasks.create_task(self.alerts.run()))
-            if self.bandwidth is not None:
-                workers.append(tasks.create_task(self._sample_bandwidth()))
+            self._start_probing()
+            self._start_alerts()
             self.started.set()
             await self._stop.wait()
             log.info("daemon.stopping")
-            await self._scheduler.drain(_DRAIN_TIMEOUT_S)
+            # A reload under way finishes first: it may be starting probes.
+            async with self._reload_lock:
+                await self._stop_probing()
+                self._stop_alerts()
             for worker in workers:
                 worker.cancel()
-        await close_engine(engine)
+
+    def _make_probing(self) -> str:
+        """The probe engine, the scheduler and the bandwidth sampler for the
+        current settings; returns why this engine runs."""
+        assert self._client is not None
+        probes = self.config.probes
+        engine, why = choose_engine(probes, self._client, self.metrics)
+        self._engine = engine
+        self.bandwidth = None
+        if probes.bandwidth.enabled:
+            self.bandwidth = BandwidthSampler(
+                probes.bandwidth,
+                exec_engine=exec_engine_of(engine),
+                netns=netns_engine_of(engine),
+            )
+            if not self._bandwidth_exported:
+                self.registry.register(BandwidthCollector(self._bandwidth_view))
+                self._bandwidth_exported = True
+        self._scheduler = Scheduler(
+            engine,
+            self.matrix,
+            probes,
+            metrics=self.metrics,
+            on_round=self._on_round,
+        )
+        return why
+
+    def _start_probing(self) -> None:
+        assert self._tasks is not None
+        assert self._scheduler is not None
+        self._probing_since = time.time()
+        self._probing = [self._tasks.create_task(self._scheduler.run())]
+        if self.bandwidth is not None:
+            self._probing.append(
+                self._tasks.create_task(self._sample_bandwidth(self.bandwidth))
+            )
+
+    async def _stop_probing(self) -> None:
+        """Lets the runs under way end (no exec outlives its scheduler), then
+        stops the scheduler and the engine's threads."""
+        if self._scheduler is not None:
+            await self._scheduler.drain(_DRAIN_TIMEOUT_S)
+        for task in self._probing:
+            task.cancel()
+        if self._probing:
+            await asyncio.wait(self._probing)
+        self._probing = []
+        if self._engine is not None:
+            await close_engine(self._engine)
+
+    def _start_alerts(self) -> None:
+        assert self._tasks is not None
+        settings = self.config.alerts
+        previous = self.alerts
+        self.alerts = None
+        if not settings.enabled:
+            return
+        self.alerts = AlertService(
+            settings,
+            snapshot=self.matrix.snapshot,
+            health=self._health,
+            lifecycle=self.lifecycle,
+            metrics=self.metrics,
+            external_url=settings.external_url or default_external_url(self.port),
+            book=previous.book if previous is not None else None,
+        )
+        self._alerting = self._tasks.create_task(self.alerts.run())
+
+    def _stop_alerts(self) -> None:
+        if self._alerting is not None:
+            self._alerting.cancel()
+            self._alerting = None
+
+    async def _reload_on_signal(self) -> None:
+        while True:
+            await self._reload_asked.wait()
+            self._reload_asked.clear()
+            await self.reload()
+
+    async def reload(self) -> ReloadOutcome:
+        """Reads the configuration and the policy again and applies them; a
+        configuration that fails validation changes nothing."""
+        if self._reload_from is None:
+            return ReloadOutcome.failed(["netwatch was started with no file to read"])
+        async with self._reload_lock:
+            if self._stop.is_set():
+                return ReloadOutcome.failed(["netwatch is stopping"])
+            try:
+                loaded, policy = await asyncio.to_thread(self._reload_from)
+            except ConfigError as exc:
+                self.metrics.reloads.labels(result="failed").inc()
+                self.metrics.reload_ok.set(0)
+                log.error("config.reload_failed", problems=list(exc.problems))
+                return ReloadOutcome.failed(exc.problems)
+
+            merged = merge_reloaded(self.config, loaded)
+            if merged.needs_restart:
+                log.warning("config.restart_needed", keys=list(merged.needs_restart))
+            policy_changed = policy != self.policy
+            await self._apply(merged.config, merged.changed, policy)
+
+            self.metrics.reloads.labels(result="ok").inc()
+            self.metrics.reload_ok.set(1)
+            self.metrics.reloaded_at.set_to_current_time()
+            changed = sorted(merged.changed | ({"policy"} if policy_changed else set()))
+            log.info("config.reloaded", changed=changed)
+            return ReloadOutcome(
+                ok=True, changed=tuple(changed), needs_restart=merged.needs_restart
+            )
+
+    async def _apply(
+        self, config: Config, changed: frozenset[str], policy: Policy | None
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        if "log" in changed:
+            configure_logging(config.log)
+        if "matrix" in changed:
+            self.matrix.replace_settings(config.matrix)
+        if "probes" in changed and self._tasks is not None:
+            await self._stop_probing()
+            self._make_probing()
+            self._start_probing()
+            assert self._scheduler is not None
+            log.info(
+                "daemon.probing_restarted",
+                probes={kind.value: i for kind, i in self._scheduler.kinds.items()},
+            )
+        if "alerts" in changed and self._tasks is not None:
+            self._stop_alerts()
+            self._start_alerts()
+        if "discovery" in changed and self._discovery is not None:
+            self._discovery.replace_settings(config.discovery)
+        # A new plan for the new policy, planner or probes.
+        self._changed.set()
 
     async def _replan(self) -> None:
         assert self._discovery is not None
@@ -270,11 +429,10 @@ class Daemon:
                 self._changed.set()
             await asyncio.sleep(self.config.probes.ping.interval)
 
-    async def _sample_bandwidth(self) -> None:
+    async def _sample_bandwidth(self, sampler: BandwidthSampler) -> None:
         """Bandwidth batches, the first one interval after the start."""
-        assert self.bandwidth is not None
         await asyncio.sleep(self.config.probes.bandwidth.interval)
-        await self.bandwidth.run()
+        await sampler.run()
 
     def _bandwidth_view(
         self,
@@ -288,7 +446,11 @@ class Daemon:
         return self.netstats, self.matrix.snapshot().containers
 
     def _on_round(self, kind: ProbeKind, completed: int) -> None:
-        if completed == 1:
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler.all_kinds_completed_a_round():
+            self._full_round = True
+        if kind not in self._first_rounds:
+            self._first_rounds.add(kind)
             counts = self.matrix.snapshot().verdict_counts()
             log.info(
                 "daemon.first_round",

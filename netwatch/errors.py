@@ -2,6 +2,7 @@
 
     NetwatchError
     ├── ConfigError            the configuration cannot be used (exit code 2)
+    │   └── PolicyError          the expectation policy cannot be used
     ├── ListenError            the HTTP address cannot be bound
     └── DockerError            something went wrong talking to the engine
         ├── EngineUnavailableError   the engine does not answer at all
@@ -29,6 +30,10 @@ class ConfigError(NetwatchError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+class PolicyError(ConfigError):
+    """The expectation policy file cannot be used."""
 
 
 class ListenError(NetwatchError):

@@ -306,6 +306,15 @@ class ReachabilityMatrix:
     def plan(self) -> PairPlan:
         return self._plan
 
+    def replace_settings(self, settings: MatrixSettings) -> None:
+        """New thresholds apply from the next result on; each pair's loss
+        window keeps its newest runs, as many as the new window holds."""
+        self._settings = settings
+        for record in self._records.values():
+            for kind, window in list(record.windows.items()):
+                if window.maxlen != settings.loss_window:
+                    record.windows[kind] = deque(window, maxlen=settings.loss_window)
+
     def set_plan(self, plan: PairPlan, containers: Mapping[str, ContainerInfo]) -> None:
         """Adopts a new plan: gone pairs vanish, new ones start unknown, and
         changed expectations are re-judged at once."""

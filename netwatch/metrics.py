@@ -12,7 +12,10 @@ Both register on a registry passed in, never the global one.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -140,6 +143,51 @@ class SelfMetrics:
             "Notifications held back by the per-minute budget.",
             registry=registry,
         )
+        self.reloads = Counter(
+            "netwatch_config_reloads",
+            "Configuration reloads (SIGHUP, POST /-/reload), by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.reload_ok = Gauge(
+            "netwatch_config_last_reload_successful",
+            "1 when the last reload succeeded (or none was asked), 0 when "
+            "it failed and the previous configuration stayed.",
+            registry=registry,
+        )
+        self.reload_ok.set(1)
+        self.reloaded_at = Gauge(
+            "netwatch_config_last_reload_success_timestamp_seconds",
+            "When the running configuration was read (start or reload).",
+            registry=registry,
+        )
+        self.reloaded_at.set_to_current_time()
+        self.sources = Gauge(
+            "netwatch_scheduler_sources",
+            "Source containers whose probe loop is running.",
+            registry=registry,
+        )
+        self.tasks = Gauge(
+            "netwatch_asyncio_tasks",
+            "Tasks of netwatch's event loop when scraped (NaN when read "
+            "outside the loop's thread).",
+            registry=registry,
+        )
+        self.tasks.set_function(_loop_tasks)
+        self.allocated_blocks = Gauge(
+            "netwatch_python_allocated_blocks",
+            "Memory blocks the Python interpreter holds, whatever their size.",
+            registry=registry,
+        )
+        self.allocated_blocks.set_function(sys.getallocatedblocks)
+
+
+def _loop_tasks() -> float:
+    """Tasks of the event loop running in this thread."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no loop runs in this thread
+        return math.nan
 
 
 def _pair_labels(snapshot: MatrixSnapshot, pair: PairView) -> list[str]:

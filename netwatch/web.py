@@ -1,7 +1,8 @@
-"""The HTTP server: metrics, the matrix as JSON, health and readiness.
+"""The HTTP server: metrics, the matrix as JSON, health, readiness, reload.
 
 No endpoint takes a target, a command or a container name from the request:
-everything served is read from the current matrix snapshot.
+everything served is read from the current matrix snapshot, and the one
+endpoint that acts (`POST /-/reload`) reads only netwatch's own files.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -22,6 +23,7 @@ from netwatch.containers import ContainerInfo
 from netwatch.matrix import MatrixSnapshot
 from netwatch.metrics import MatrixCollector, NetstatCollector
 from netwatch.netstat import Netstat
+from netwatch.reload import ReloadOutcome
 from netwatch.report import snapshot_to_dict
 
 # The matrix page: one file, no outside assets; it reads /api/v1/matrix.
@@ -29,20 +31,31 @@ _PAGE = resources.files("netwatch").joinpath("page.html").read_text(encoding="ut
 
 
 @dataclass(frozen=True)
+class ExpositionSettings:
+    """How the pair families are exported; a reload may change them."""
+
+    coverage_window_s: float | None = None
+    # Above this many pairs, latency histograms are exported without buckets.
+    buckets_max_pairs: int | None = None
+
+
+@dataclass(frozen=True)
 class WebSources:
-    """What the server reads; all of it comes from the daemon."""
+    """What the server reads; all of it comes from the daemon, and is read
+    again for every request, so that a reload shows at once."""
 
     snapshot: Callable[[], MatrixSnapshot]
     ready: Callable[[], bool]
     self_registry: CollectorRegistry
     alerts: Callable[[], list[dict[str, object]]] = list
-    policy: str | None = None
+    # The policy file the expectations follow; None: the topology.
+    policy: Callable[[], str | None] = lambda: None
     netstats: Callable[
         [], tuple[Mapping[str, Netstat], Mapping[str, ContainerInfo]]
     ] = lambda: ({}, {})
-    coverage_window_s: float | None = None
-    # Above this many pairs, latency histograms are exported without buckets.
-    buckets_max_pairs: int | None = None
+    exposition: Callable[[], ExpositionSettings] = ExpositionSettings
+    # None: the daemon cannot reload (POST /-/reload answers so).
+    reload: Callable[[], Awaitable[ReloadOutcome]] | None = None
 
 
 def render_pairs(
@@ -110,9 +123,10 @@ class PairExposition:
         async with self._lock:
             snapshot = self._sources.snapshot()
             netstats = self._sources.netstats()
-            source = (snapshot, *netstats)
+            settings = self._sources.exposition()
+            source = (snapshot, *netstats, settings)
             if self._rendered_from is not None and all(
-                now is before
+                now is before or now == before
                 for now, before in zip(source, self._rendered_from, strict=True)
             ):
                 return
@@ -121,8 +135,8 @@ class PairExposition:
                 render_pairs,
                 snapshot,
                 netstats,
-                self._sources.coverage_window_s,
-                self._sources.buckets_max_pairs,
+                settings.coverage_window_s,
+                settings.buckets_max_pairs,
             )
             self._took = time.perf_counter() - started
             self._rendered_from = source
@@ -152,7 +166,7 @@ def build_app(sources: WebSources) -> web.Application:
 
     async def matrix(_: web.Request) -> web.Response:
         body = snapshot_to_dict(
-            sources.snapshot(), ready=sources.ready(), policy=sources.policy
+            sources.snapshot(), ready=sources.ready(), policy=sources.policy()
         )
         return web.json_response(
             body, dumps=lambda data: json.dumps(data, ensure_ascii=False)
@@ -174,6 +188,13 @@ def build_app(sources: WebSources) -> web.Application:
             status=503, text="netwatch is not ready: no full round yet\n"
         )
 
+    async def reload(_: web.Request) -> web.Response:
+        # The body is not read: a reload reads netwatch's own files only.
+        if sources.reload is None:
+            return web.Response(status=503, text="netwatch cannot reload\n")
+        outcome = await sources.reload()
+        return web.Response(status=200 if outcome.ok else 500, text=outcome.describe())
+
     async def index(_: web.Request) -> web.Response:
         return web.Response(
             text=_PAGE,
@@ -193,6 +214,7 @@ def build_app(sources: WebSources) -> web.Application:
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
     app.router.add_get("/", index)
     return app
 

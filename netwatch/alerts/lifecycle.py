@@ -66,6 +66,13 @@ class AlertBook:
     def active(self) -> list[Alert]:
         return sorted(self._alerts.values(), key=lambda a: (a.state, a.active_since))
 
+    def with_settings(self, settings: AlertSettings) -> AlertBook:
+        """A book under new rules that keeps every pending and firing alert,
+        so that a reload neither forgets nor notifies again what fired."""
+        book = AlertBook(settings)
+        book._alerts = dict(self._alerts)
+        return book
+
     def update(
         self,
         conditions: Mapping[AlertKey, Condition],

@@ -31,6 +31,8 @@ from netwatch.metrics import SelfMetrics
 log = structlog.get_logger("netwatch.alerts")
 
 _BUDGET_WINDOW_S = 60.0
+# The longest grace period the configuration allows.
+_DAY_S = 86400.0
 
 
 class NotificationBudget:
@@ -69,9 +71,11 @@ class LifecycleClock:
     by the engine's own StartedAt, so containers that were already running
     when netwatch started are not mistaken for new ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_gone_s: float = _DAY_S) -> None:
         self._known: dict[str, ContainerInfo] = {}
         self._changed_at: dict[str, float] = {}
+        # How long a removal is remembered: only a grace period reads it.
+        self.keep_gone_s = keep_gone_s
 
     def observe(self, containers: Mapping[str, ContainerInfo], now: float) -> None:
         for container_id, info in containers.items():
@@ -84,6 +88,14 @@ class LifecycleClock:
         for container_id in set(self._known) - set(containers):
             self._changed_at[container_id] = now
         self._known = dict(containers)
+
+        expired = [
+            container_id
+            for container_id, changed in self._changed_at.items()
+            if container_id not in self._known and now - changed >= self.keep_gone_s
+        ]
+        for container_id in expired:
+            del self._changed_at[container_id]
 
     def changed_at(self, container_id: str) -> float | None:
         return self._changed_at.get(container_id)
@@ -104,14 +116,17 @@ class AlertService:
         metrics: SelfMetrics,
         external_url: str,
         clock: Callable[[], float] = time.time,
+        book: AlertBook | None = None,
     ) -> None:
         self._settings = settings
         self._snapshot = snapshot
         self._health = health
         self._lifecycle = lifecycle
+        lifecycle.keep_gone_s = settings.grace_period
         self._metrics = metrics
         self._clock = clock
-        self._book = AlertBook(settings)
+        # A reload hands over the running service's book.
+        self._book = book.with_settings(settings) if book else AlertBook(settings)
         self._budget = NotificationBudget(settings.max_notifications_per_minute)
         self._held_since_report = 0
         self._suppressed: list[Condition] = []
@@ -128,6 +143,10 @@ class AlertService:
                     alertmanager, self._http, metrics, self._generator_url, clock
                 )
             )
+
+    @property
+    def book(self) -> AlertBook:
+        return self._book
 
     def active(self) -> list[Alert]:
         return self._book.active()

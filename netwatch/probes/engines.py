@@ -37,9 +37,12 @@ class NamespaceFirstEngine:
         self._fallback.forget(container_id)
 
 
+ProbingEngine = ExecEngine | NamespaceFirstEngine
+
+
 def choose_engine(
     settings: ProbeSettings, client: DockerClient, metrics: SelfMetrics
-) -> tuple[ExecEngine | NamespaceFirstEngine, str]:
+) -> tuple[ProbingEngine, str]:
     """The engine `probes.engine` asks for, and a sentence saying why.
 
     Raises ConfigError when `netns` is asked for and cannot work here.

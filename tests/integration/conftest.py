@@ -256,6 +256,10 @@ class RunningDaemon:
         lines = self.log_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The daemon's log lines of one event, oldest first."""
+        return [event for event in self.log_events() if event["event"] == name]
+
     def wait_ready(self, timeout: float = 60) -> None:
         wait_for(
             lambda: self.get("/-/ready")[0] == 200, timeout, "netwatch to be ready"

@@ -1141,3 +1141,22 @@ def test_a_condition_held_back_by_grace_is_shown_as_suppressed():
     assert transitions == []
     assert [d["state"] for d in documents] == ["suppressed"]
     assert "started, stopped, restarted or paused" in str(documents[0]["reason"])
+
+
+def test_a_book_under_new_settings_keeps_its_alerts_and_follows_the_new_rules():
+    """A reload hands firing alerts over without notifying them again, and
+    the new `resolve_after` decides when they resolve."""
+    book = book_with()
+    book.update(holding(condition()), NOW)
+    fired = book.update(holding(condition()), NOW + 30)
+
+    reloaded = book.with_settings(book_with(resolve_after=5.0)._settings)
+    still = reloaded.update(holding(condition()), NOW + 31)
+    cleared = reloaded.update({}, NOW + 32)
+    resolved = reloaded.update({}, NOW + 37)
+
+    assert [t.kind for t in fired] == ["fired"]
+    assert still == []
+    assert cleared == []
+    assert [t.kind for t in resolved] == ["resolved"]
+    assert [a.state for a in book.active()] == [AlertState.FIRING]

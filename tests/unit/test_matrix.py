@@ -612,3 +612,21 @@ def test_a_path_back_from_an_outage_starts_a_new_loss_record():
     assert ping_view.state is REACHABLE
     assert ping_view.loss_ratio == 0.0
     assert ping_view.window_sent == 3
+
+
+def test_a_smaller_loss_window_on_reload_keeps_the_newest_runs():
+    """replace_settings shrinks each pair's window to its newest runs, and the
+    new degraded threshold judges the next result."""
+    clock = FakeClock()
+    matrix = matrix_with(planned(), clock=clock, loss_window=10, degraded=0.05)
+    matrix.record("a", ProbeKind.PING, [ping(received=0)])
+    matrix.record("a", ProbeKind.PING, [ping()])
+    matrix.record("a", ProbeKind.PING, [ping(received=2)])
+
+    matrix.replace_settings(MatrixSettings(loss_window=2, degraded_loss_ratio=0.5))
+    matrix.record("a", ProbeKind.PING, [ping()])
+
+    view = matrix.snapshot().pairs[("a", "b")].probes[ProbeKind.PING]
+    assert view.window_sent == 6
+    assert view.loss_ratio == pytest.approx(1 / 6)
+    assert matrix.snapshot().pairs[("a", "b")].state is REACHABLE
