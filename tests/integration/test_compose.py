@@ -16,6 +16,7 @@ import yaml
 from tests.integration.conftest import (
     REQUIRE_DOCKER,
     ROOT,
+    docker,
     free_port,
     http_get,
     wait_for,
@@ -67,6 +68,23 @@ def test_the_compose_file_is_valid_with_and_without_the_demo():
     assert {"web", "api", "db"} <= set(demo.stdout.split())
 
 
+def granted(project: str) -> dict[str, object]:
+    """What the engine gave the running netwatch service: capabilities
+    added and dropped, root file system, security options, PID namespace."""
+    (container,) = docker(
+        "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+        "--filter", "label=com.docker.compose.service=netwatch",
+    ).split()  # fmt: skip
+    host = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", container))
+    return {
+        "cap_add": sorted(c.removeprefix("CAP_") for c in host["CapAdd"] or []),
+        "cap_drop": host["CapDrop"],
+        "read_only": host["ReadonlyRootfs"],
+        "security_opt": host["SecurityOpt"],
+        "pid": host["PidMode"],
+    }
+
+
 def test_netwatch_and_the_demo_come_up_and_show_the_lab(image):  # noqa: F811
     """netwatch and the demo lab, brought up by Compose, give the three-tier
     matrix: web and db isolated, the rest reachable, all as expected."""
@@ -98,11 +116,20 @@ def test_netwatch_and_the_demo_come_up_and_show_the_lab(image):  # noqa: F811
         wait_for(
             lambda: http_get(port, "/-/ready")[0] == 200, 90, "netwatch to be ready"
         )
+        privileges = granted(project)
         body = json.loads(http_get(port, "/api/v1/matrix")[1])
     finally:
         down = compose("-p", project, "--profile", "demo", "down", "-v", env=env)
     assert down.returncode == 0, down.stderr
 
+    # The exec engine's sidecar holds the socket and nothing else.
+    assert privileges == {
+        "cap_add": [],
+        "cap_drop": ["ALL"],
+        "read_only": True,
+        "security_opt": ["no-new-privileges:true"],
+        "pid": "",
+    }
     by_service = {c["id"]: c["compose_service"] for c in body["containers"]}
     assert sorted(by_service.values()) == ["api", "db", "web"]
     for pair in body["pairs"]:
@@ -151,12 +178,20 @@ def test_the_namespace_override_runs_the_sidecar_with_the_netns_engine(
             return looked_up and every_pair
 
         wait_for(measured, 90, "an HTTP check from the namespace engine")
+        privileges = granted(project)
     finally:
         down = compose(
             *files, "-p", project, "--profile", "demo", "down", "-v", env=env
         )
     assert down.returncode == 0, down.stderr
 
+    assert privileges == {
+        "cap_add": ["SYS_ADMIN", "SYS_PTRACE"],
+        "cap_drop": ["ALL"],
+        "read_only": True,
+        "security_opt": ["no-new-privileges:true"],
+        "pid": "host",
+    }
     service = {c["id"]: c["compose_service"] for c in body["containers"]}
     pairs = {(service[p["src_id"]], service[p["dst_id"]]): p for p in body["pairs"]}
     http = pairs[("api", "web")]["probes"]["http"]["results"][0]

@@ -51,6 +51,9 @@ def run_sidecar(lab: Lab, image: str, port: int) -> str:
             "-p", f"127.0.0.1:{port}:10980",
             "-v", "/var/run/docker.sock:/var/run/docker.sock",
             "--group-add", socket_gid,
+            # As the README runs it: no capability, nothing to write.
+            "--cap-drop", "ALL", "--read-only",
+            "--security-opt", "no-new-privileges",
             "-e", f"NETWATCH_DISCOVERY__MATCH_LABELS=netwatch.test={lab.prefix}",
             "-e", "NETWATCH_PROBES__PING__INTERVAL=4s",
         ),
