@@ -86,6 +86,19 @@ def _not_a_bool(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
+def parse_json_list(value: object) -> object:
+    """Reads text (an environment variable) as JSON; anything else as it is.
+
+    pydantic-settings would decode it too, but its error names only the
+    top-level section, not the key or what is wrong."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"must be a list; as text, JSON ({exc.msg})") from exc
+
+
 def parse_label_selector(value: object) -> object:
     """Reads labels to match: a mapping, JSON, or `key=value,key=value`."""
     if not isinstance(value, str):
@@ -349,6 +362,8 @@ class MetricsSettings(Section):
 
 class HttpSettings(Section):
     listen: str = f":{DEFAULT_PORT}"
+    # The exporters' web configuration (TLS, basic auth): netwatch.webconfig.
+    web_config_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -370,22 +385,66 @@ class LogSettings(Section):
 Wait = Annotated[
     float, BeforeValidator(parse_duration), Field(ge=0, le=_DAY, allow_inf_nan=False)
 ]
-# A ratio, or a duration for latency thresholds ("100ms").
-Threshold = Annotated[
-    float, BeforeValidator(parse_duration), Field(ge=0, le=_DAY, allow_inf_nan=False)
-]
+
+
+def _plain_number(kind: str) -> Callable[[object], object]:
+    """A check that lets through numbers, and numbers written as text (as
+    environment variables are), but not durations or booleans."""
+
+    def check(value: object) -> object:
+        plain = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", value):
+            plain = True
+        if not plain:
+            raise ValueError(f"the threshold is {kind}")
+        return value
+
+    return check
+
+
+def _no_threshold(value: object) -> object:
+    if value is not None:
+        raise ValueError("this rule takes no threshold")
+    return value
 
 
 class AlertRule(Section):
     """One alerting rule: on or off, how long its condition must hold, and
-    its threshold where it has one."""
+    its threshold where it has one (each kind of threshold is a subclass, so
+    a wrong one is reported at the rule's own `threshold` key)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     enabled: bool = True
     for_: Wait = Field(default=60.0, alias="for")
-    threshold: Threshold | None = None
+    threshold: Annotated[float | None, BeforeValidator(_no_threshold)] = None
     severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class RatioRule(AlertRule):
+    """A rule whose threshold is a share, from 0 to 1 (loss, unmeasured)."""
+
+    threshold: Annotated[
+        float,
+        BeforeValidator(_plain_number("a ratio from 0 to 1")),
+        Field(ge=0, le=1, allow_inf_nan=False),
+    ]
+
+
+class LatencyRule(AlertRule):
+    """A rule whose threshold is a duration above 0 (a round trip)."""
+
+    threshold: Duration
+
+
+class IntervalsRule(AlertRule):
+    """A rule whose threshold counts intervals without a round (stalled)."""
+
+    threshold: Annotated[
+        float,
+        BeforeValidator(_plain_number("a count of intervals")),
+        Field(gt=0, le=_DAY, allow_inf_nan=False),
+    ]
 
 
 # Each rule's defaults; a file or variable setting one key of a rule keeps
@@ -408,40 +467,19 @@ RULE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _rule(name: str) -> Any:
-    return Field(default_factory=lambda: AlertRule.model_validate(RULE_DEFAULTS[name]))
-
-
-# Thresholds that are ratios (0 to 1) or counts, never durations.
-_PLAIN_THRESHOLDS = {
-    "packet_loss_warning",
-    "packet_loss_critical",
-    "mostly_unmeasured",
-    "stalled",
-}
-
-
-def _check_threshold(rule: str, threshold: object) -> None:
-    if "threshold" not in RULE_DEFAULTS[rule]:
-        raise ValueError(f"{rule} takes no threshold")
-    plain = isinstance(threshold, int | float) and not isinstance(threshold, bool)
-    # Environment variables arrive as text: a bare number is still plain.
-    if isinstance(threshold, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*", threshold):
-        plain = True
-    if rule in _PLAIN_THRESHOLDS and not plain:
-        kind = "a count of intervals" if rule == "stalled" else "a ratio from 0 to 1"
-        raise ValueError(f"{rule}.threshold is {kind}, not {shorten(str(threshold))}")
+def _rule(name: str, kind: type[AlertRule] = AlertRule) -> Any:
+    return Field(default_factory=lambda: kind.model_validate(RULE_DEFAULTS[name]))
 
 
 class AlertRules(Section):
-    packet_loss_warning: AlertRule = _rule("packet_loss_warning")
-    packet_loss_critical: AlertRule = _rule("packet_loss_critical")
+    packet_loss_warning: RatioRule = _rule("packet_loss_warning", RatioRule)
+    packet_loss_critical: RatioRule = _rule("packet_loss_critical", RatioRule)
     broken_path: AlertRule = _rule("broken_path")
     unexpected_reachability: AlertRule = _rule("unexpected_reachability")
-    high_latency: AlertRule = _rule("high_latency")
-    stalled: AlertRule = _rule("stalled")
+    high_latency: LatencyRule = _rule("high_latency", LatencyRule)
+    stalled: IntervalsRule = _rule("stalled", IntervalsRule)
     engine_unavailable: AlertRule = _rule("engine_unavailable")
-    mostly_unmeasured: AlertRule = _rule("mostly_unmeasured")
+    mostly_unmeasured: RatioRule = _rule("mostly_unmeasured", RatioRule)
     name_resolution: AlertRule = _rule("name_resolution")
 
     @model_validator(mode="before")
@@ -452,8 +490,6 @@ class AlertRules(Section):
         filled = dict(data)
         for name, defaults in RULE_DEFAULTS.items():
             given = filled.get(name)
-            if isinstance(given, dict) and given.get("threshold") is not None:
-                _check_threshold(name, given["threshold"])
             if isinstance(given, dict):
                 filled[name] = {**defaults, **given}
             elif isinstance(given, AlertRule):
@@ -463,30 +499,19 @@ class AlertRules(Section):
                 }
         return filled
 
-    @model_validator(mode="after")
-    def _thresholds(self) -> AlertRules:
-        for name in (
-            "packet_loss_warning",
-            "packet_loss_critical",
-            "mostly_unmeasured",
-        ):
-            threshold = getattr(self, name).threshold
-            if threshold is None or not 0 <= threshold <= 1:
-                raise ValueError(f"{name}.threshold must be a ratio from 0 to 1")
-        for name in ("high_latency", "stalled"):
-            if getattr(self, name).threshold in (None, 0):
-                raise ValueError(f"{name}.threshold must be above 0")
-        return self
-
 
 class WebhookSettings(Section):
-    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")] = Field(
+        examples=["http://127.0.0.1:9093"]
+    )
     timeout: Duration = 5.0
     retries: Count = Field(default=3, ge=0, le=10)
 
 
 class AlertmanagerSettings(Section):
-    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")] = Field(
+        examples=["http://127.0.0.1:9093"]
+    )
     timeout: Duration = 5.0
     # Firing alerts are sent again this often; Alertmanager forgets alerts
     # that are not, after their endsAt (4 intervals ahead).
@@ -504,9 +529,13 @@ class AlertSettings(Section):
     grace_period: Wait = 60.0
     max_notifications_per_minute: Count = Field(default=60, ge=1)
     # Where alerts link to (generatorURL); default http://HOSTNAME:PORT.
-    external_url: str | None = None
-    webhooks: tuple[WebhookSettings, ...] = ()
-    alertmanagers: tuple[AlertmanagerSettings, ...] = ()
+    external_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    webhooks: Annotated[
+        tuple[WebhookSettings, ...], NoDecode, BeforeValidator(parse_json_list)
+    ] = ()
+    alertmanagers: Annotated[
+        tuple[AlertmanagerSettings, ...], NoDecode, BeforeValidator(parse_json_list)
+    ] = ()
 
 
 class Config(BaseSettings):

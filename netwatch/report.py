@@ -181,6 +181,17 @@ LEGEND = (
 )
 
 
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on (newline, escape,
+    NUL, bidirectional marks) written as its escape: names, aliases and
+    network names come from whoever starts containers, and must not break a
+    row or drive the terminal."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
 def _cell(pair: PairView | None, unaddressable: bool, is_self: bool) -> tuple[str, str]:
     """The cell text and its colour."""
     if is_self:
@@ -206,7 +217,8 @@ def render_table(
         return "no containers to monitor\n"
     # Room for the longest cell ("!unreach") and a space before it.
     width = max(9, len(str(len(containers))) + 2)
-    name_width = min(28, max(len(c.name) for c in containers))
+    names = {c.id: printable(c.name) for c in containers}
+    name_width = min(28, max(map(len, names.values())))
 
     def fit(name: str) -> str:
         return name if len(name) <= name_width else name[: name_width - 1] + "…"
@@ -215,7 +227,9 @@ def render_table(
     header += "".join(f"{'#' + str(i):>{width}}" for i in range(1, len(containers) + 1))
     lines = [header]
     for row, src in enumerate(containers, start=1):
-        line = f"{row:>{len(str(len(containers)))}} {fit(src.name):<{name_width}}  "
+        line = (
+            f"{row:>{len(str(len(containers)))}} {fit(names[src.id]):<{name_width}}  "
+        )
         for dst in containers:
             key = (src.id, dst.id)
             text, tint = _cell(
@@ -231,7 +245,7 @@ def render_table(
     findings = findings_of(snapshot)
     if findings:
         lines.append("Findings:")
-        lines += [f"  {finding}" for finding in findings]
+        lines += [f"  {printable(finding)}" for finding in findings]
     else:
         lines.append("Every measured pair is as expected.")
     counts = snapshot.verdict_counts()
@@ -362,10 +376,10 @@ def render_expectations(
     width = max(map(len, routes), default=0)
     for route, pair in zip(routes, pairs, strict=True):
         expectation = "reachable" if pair.expected_reachable else "isolated "
-        lines.append(f"{route:<{width}}  {expectation}  {pair.basis}")
+        lines.append(f"{route:<{width}}  {expectation}  {printable(pair.basis)}")
     if not pairs:
         lines.append("No pairs: fewer than two monitored containers with an address.")
     for (src, dst), reason in sorted(plan.unaddressable.items()):
         route = f"{_name(containers, src)} -> {_name(containers, dst)}"
-        lines.append(f"{route}: not addressable ({reason})")
+        lines.append(f"{route}: not addressable ({printable(reason)})")
     return "\n".join(lines) + "\n"

@@ -173,6 +173,12 @@ class Lab:
             docker("rm", "-f", *leftovers.split(), check=False)
         for network in reversed(self._networks):
             docker("network", "rm", network, check=False)
+        # By id: a hostile name (with / or ?) cannot be removed by name.
+        networks = docker(
+            "network", "ls", "-q", "--filter", f"label={self.label}", check=False
+        )
+        if networks:
+            docker("network", "rm", *networks.split(), check=False)
 
 
 @pytest.fixture
@@ -300,7 +306,12 @@ def start_daemon(
     daemons: list[RunningDaemon] = []
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def start(extra_env: dict[str, str] | None = None, *argv: str) -> RunningDaemon:
+    def start(
+        extra_env: dict[str, str] | None = None,
+        *argv: str,
+        answers: Callable[[RunningDaemon], bool] | None = None,
+    ) -> RunningDaemon:
+        """`answers` tells when it is up (default: /-/healthy over HTTP)."""
         port = free_port()
         env = netwatch_env(
             lab, {"NETWATCH_HTTP__LISTEN": f"127.0.0.1:{port}", **(extra_env or {})}
@@ -316,7 +327,8 @@ def start_daemon(
             )
         daemon = RunningDaemon(process, port, log_path)
         daemons.append(daemon)
-        wait_for(lambda: daemon.get("/-/healthy")[0] == 200, 30, "netwatch to answer")
+        answering = answers or (lambda d: d.get("/-/healthy")[0] == 200)
+        wait_for(lambda: answering(daemon), 30, "netwatch to answer")
         return daemon
 
     yield start
