@@ -53,6 +53,7 @@ from netwatch.web import (
     build_app,
     start_server,
 )
+from netwatch.webconfig import WebGuard, load_web_config
 
 log = structlog.get_logger("netwatch.daemon")
 
@@ -101,6 +102,7 @@ class Daemon:
         self.bandwidth: BandwidthSampler | None = None
         self._bandwidth_exported = False
         self.port: int | None = None
+        self.web_guard: WebGuard | None = None
         self.started = asyncio.Event()
         self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)
 
@@ -152,6 +154,9 @@ class Daemon:
 
         config = self.config
         host, port = config.http.host_and_port
+        # A broken web configuration stops the start here, before anything runs.
+        if config.http.web_config_file is not None:
+            self.web_guard = WebGuard(load_web_config(config.http.web_config_file))
         app = build_app(
             WebSources(
                 self.matrix.snapshot,
@@ -162,10 +167,12 @@ class Daemon:
                 netstats=self._netstat_view,
                 exposition=self._exposition,
                 reload=self.reload if self._reload_from is not None else None,
-            )
+            ),
+            guard=self.web_guard,
         )
         try:
-            runner = await start_server(app, host, port)
+            tls = self.web_guard.ssl_context if self.web_guard else None
+            runner = await start_server(app, host, port, ssl_context=tls)
         except OSError as exc:
             raise ListenError(
                 f"cannot listen on {config.http.listen}: {exc.strerror or exc}; "
@@ -295,7 +302,12 @@ class Daemon:
             health=self._health,
             lifecycle=self.lifecycle,
             metrics=self.metrics,
-            external_url=settings.external_url or default_external_url(self.port),
+            external_url=settings.external_url
+            or default_external_url(
+                self.port,
+                https=self.web_guard is not None
+                and self.web_guard.ssl_context is not None,
+            ),
             book=previous.book if previous is not None else None,
         )
         self._alerting = self._tasks.create_task(self.alerts.run())
@@ -319,8 +331,16 @@ class Daemon:
         async with self._reload_lock:
             if self._stop.is_set():
                 return ReloadOutcome.failed(["netwatch is stopping"])
+            guard = self.web_guard
             try:
                 loaded, policy = await asyncio.to_thread(self._reload_from)
+                # The web configuration is read again too; if it fails, so
+                # does the reload, and nothing changes.
+                web = (
+                    await asyncio.to_thread(load_web_config, guard.loaded.path)
+                    if guard is not None
+                    else None
+                )
             except ConfigError as exc:
                 self.metrics.reloads.labels(result="failed").inc()
                 self.metrics.reload_ok.set(0)
@@ -328,8 +348,12 @@ class Daemon:
                 return ReloadOutcome.failed(exc.problems)
 
             merged = merge_reloaded(self.config, loaded)
-            if merged.needs_restart:
-                log.warning("config.restart_needed", keys=list(merged.needs_restart))
+            needs_restart = merged.needs_restart
+            if guard is not None and web is not None:
+                waiting = guard.adopt(web)
+                needs_restart += tuple(f"web_config.{key}" for key in waiting)
+            if needs_restart:
+                log.warning("config.restart_needed", keys=list(needs_restart))
             policy_changed = policy != self.policy
             await self._apply(merged.config, merged.changed, policy)
 
@@ -339,7 +363,7 @@ class Daemon:
             changed = sorted(merged.changed | ({"policy"} if policy_changed else set()))
             log.info("config.reloaded", changed=changed)
             return ReloadOutcome(
-                ok=True, changed=tuple(changed), needs_restart=merged.needs_restart
+                ok=True, changed=tuple(changed), needs_restart=needs_restart
             )
 
     async def _apply(

@@ -3,6 +3,10 @@
 No endpoint takes a target, a command or a container name from the request:
 everything served is read from the current matrix snapshot, and the one
 endpoint that acts (`POST /-/reload`) reads only netwatch's own files.
+
+With a web configuration file (netwatch.webconfig), a guard sits in front
+of every route alike: the rate limit, the client certificate's names, basic
+auth, then the route; its headers go on every answer.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from netwatch import __version__
@@ -25,6 +31,7 @@ from netwatch.metrics import MatrixCollector, NetstatCollector
 from netwatch.netstat import Netstat
 from netwatch.reload import ReloadOutcome
 from netwatch.report import snapshot_to_dict
+from netwatch.webconfig import WebGuard
 
 # The matrix page: one file, no outside assets; it reads /api/v1/matrix.
 _PAGE = resources.files("netwatch").joinpath("page.html").read_text(encoding="utf-8")
@@ -149,7 +156,36 @@ class PairExposition:
             )
 
 
-def build_app(sources: WebSources) -> web.Application:
+def guard_middleware(guard: WebGuard) -> Middleware:
+    """Refuses a request before any route runs: 429 when the rate limit is
+    spent, 403 when the client certificate names none of the allowed
+    subjects, 401 (asking for basic auth) without a known user's password."""
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not guard.allow_request():
+            return web.Response(status=429, text="too many requests\n")
+        transport = request.transport
+        peercert = transport.get_extra_info("peercert") if transport else None
+        if not guard.client_allowed(peercert):
+            return web.Response(
+                status=403,
+                text="client certificate not allowed\n",
+                headers={hdrs.CONNECTION: "close"},
+            )
+        if not await guard.authenticated(request.headers.get(hdrs.AUTHORIZATION)):
+            return web.Response(
+                status=401,
+                text="unauthorized\n",
+                headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="netwatch"'},
+            )
+        return await handler(request)
+
+    return guarded
+
+
+def build_app(sources: WebSources, guard: WebGuard | None = None) -> web.Application:
+    """The routes; with a guard, every one of them behind it."""
     exposition = PairExposition(sources)
 
     async def metrics(_: web.Request) -> web.Response:
@@ -207,7 +243,16 @@ def build_app(sources: WebSources) -> web.Application:
             },
         )
 
-    app = web.Application()
+    app = web.Application(middlewares=[guard_middleware(guard)] if guard else [])
+    if guard is not None:
+
+        async def configured_headers(
+            _: web.Request, response: web.StreamResponse
+        ) -> None:
+            # The file's headers win over a route's own (the page's CSP).
+            response.headers.update(guard.headers)
+
+        app.on_response_prepare.append(configured_headers)
     app.cleanup_ctx.append(rendering)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/matrix", matrix)
@@ -220,12 +265,16 @@ def build_app(sources: WebSources) -> web.Application:
 
 
 async def start_server(
-    app: web.Application, host: str | None, port: int
+    app: web.Application,
+    host: str | None,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
-    """Starts serving; the caller cleans the runner up."""
+    """Starts serving, over TLS with `ssl_context`; the caller cleans the
+    runner up."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host=host, port=port)
+    site = web.TCPSite(runner, host=host, port=port, ssl_context=ssl_context)
     await site.start()
     return runner
 

@@ -101,8 +101,9 @@ class LifecycleClock:
         return self._changed_at.get(container_id)
 
 
-def default_external_url(port: int | None) -> str:
-    return f"http://{socket.gethostname()}:{port or 0}"
+def default_external_url(port: int | None, *, https: bool = False) -> str:
+    scheme = "https" if https else "http"
+    return f"{scheme}://{socket.gethostname()}:{port or 0}"
 
 
 class AlertService:

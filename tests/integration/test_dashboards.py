@@ -94,10 +94,14 @@ def test_dashboard_structure():
 class Prometheus:
     """Debian's Prometheus on loopback, scraping one netwatch every second."""
 
-    def __init__(self, workdir: Path, target_port: int) -> None:
+    def __init__(
+        self, workdir: Path, target_port: int, scrape: dict[str, Any] | None = None
+    ) -> None:
         self.port = free_port()
         self._workdir = workdir
         self._target = target_port
+        # More of the scrape configuration (scheme, tls_config, basic_auth).
+        self._scrape = scrape or {}
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Prometheus:
@@ -115,6 +119,7 @@ class Prometheus:
                 {
                     "job_name": "netwatch",
                     "static_configs": [{"targets": [f"127.0.0.1:{self._target}"]}],
+                    **self._scrape,
                 }
             ],
         }
