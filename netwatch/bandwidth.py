@@ -257,6 +257,12 @@ class BandwidthSampler:
         )
         return result
 
+    def _note_no_iperf3(self, container_id: str) -> None:
+        """Remembers a container without iperf3, unless it went while its
+        test ran: nothing would ever forget it."""
+        if container_id in self._containers:
+            self._no_iperf3[container_id] = time.monotonic()
+
     def _has_iperf3(self, container_id: str) -> bool:
         seen = self._no_iperf3.get(container_id)
         return seen is None or time.monotonic() - seen > _NO_IPERF3_RECHECK_S
@@ -283,7 +289,7 @@ class BandwidthSampler:
             reading = await self._iperf3(src, dst, address)
             missing = reading.failure is FailureKind.TOOL_MISSING
             if missing and reading.detail.startswith("server: "):
-                self._no_iperf3[dst.id] = time.monotonic()
+                self._note_no_iperf3(dst.id)
             if not (missing and method == "auto" and sockets_ok):
                 return _result(src, dst, "iperf3", reading)
         if method != "iperf3" and sockets_ok:
@@ -354,13 +360,13 @@ class BandwidthSampler:
             if isinstance(client, tuple):
                 reading = _exec_failure(client, "client: ")
                 if reading.failure is FailureKind.TOOL_MISSING:
-                    self._no_iperf3[src.id] = time.monotonic()
+                    self._note_no_iperf3(src.id)
                 return reading
             reading = parse_client_output(
                 client.stdout, client.stderr, client.exit_code
             )
             if reading.failure is FailureKind.TOOL_MISSING:
-                self._no_iperf3[src.id] = time.monotonic()
+                self._note_no_iperf3(src.id)
             retry = reading.failure is FailureKind.CONNECTION_REFUSED
             if not retry or attempt == _CLIENT_ATTEMPTS - 1:
                 break

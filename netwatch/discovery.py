@@ -6,6 +6,12 @@ changes reach the matrix within seconds. When the stream is cut or the engine
 restarts it reconnects with backoff, asks for events `since` the last one it
 saw, drops duplicates, and lists everything again, because events can still
 be missed. A periodic resync covers engines that send no rename events.
+
+One container the engine is slow to describe is not an engine outage: the
+engine holds a container while it starts or stops it, and a busy host can
+take longer than a request's timeout to start one. When the engine still
+answers, that container keeps what was known of it and is asked again
+shortly; the event stream and the rest of the listing go on.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ _SEEN_EVENTS = 4096
 _BACKOFF_START_S = 0.5
 # Losing the engine again this soon after a warning is the same outage.
 _OUTAGE_WINDOW_S = 60.0
+# Containers inspected at once by a full listing.
+_INSPECT_CONCURRENCY = 8
+# A container the engine was slow to describe is asked again this soon.
+_SLOW_RETRY_S = 1.0
+
+
+class _SlowContainer(Exception):
+    """The engine answers, but not yet about this container."""
+
+
+# In a listing: the container whose inspect was too slow.
+_SLOW: Any = object()
 
 
 def own_container_id(proc: Path = Path("/proc/self")) -> str | None:
@@ -116,6 +134,9 @@ class Discovery:
         self.engine_up: bool | None = None
         self._warned_at: float | None = None
         self.synced = asyncio.Event()
+        # Containers to inspect again: the engine was slow to describe them.
+        self._slow: set[str] = set()
+        self._retry = asyncio.Event()
 
     @property
     def metrics(self) -> SelfMetrics:
@@ -159,13 +180,18 @@ class Discovery:
                     network_from_list_entry, await self._client.list_networks()
                 )
             }
+            ids = await self._client.list_container_ids()
+            inspected = await self._inspect_all(ids)
             fresh: dict[str, ContainerInfo] = {}
-            for container_id in await self._client.list_container_ids():
-                try:
-                    inspect = await self._client.inspect_container(container_id)
-                except ContainerGoneError:
-                    continue
-                if (inspect.get("State") or {}).get("Running"):
+            for container_id in ids:
+                inspect = inspected.get(container_id)
+                if inspect is _SLOW:
+                    # Slow to describe: what was known of it still holds.
+                    if (known := self._all.get(container_id)) is not None:
+                        fresh[container_id] = known
+                elif inspect is not None and (inspect.get("State") or {}).get(
+                    "Running"
+                ):
                     fresh[container_id] = container_from_inspect(
                         inspect, self._networks
                     )
@@ -182,6 +208,50 @@ class Discovery:
                 if before.get(container_id) != fresh.get(container_id):
                     self._log_change(before.get(container_id), fresh.get(container_id))
             self._on_change()
+
+    async def _inspect_all(self, ids: list[str]) -> dict[str, Any]:
+        """Each container's inspect data, a few at a time (one slow
+        container does not hold up the others): None for the ones gone,
+        _SLOW for the ones the engine was slow to describe."""
+        room = asyncio.Semaphore(_INSPECT_CONCURRENCY)
+        found: dict[str, Any] = {}
+        failures: list[DockerError] = []
+
+        async def one(container_id: str) -> None:
+            async with room:
+                if failures:
+                    return  # the engine went: the listing fails anyway
+                try:
+                    found[container_id] = await self._inspect(container_id)
+                except _SlowContainer:
+                    found[container_id] = _SLOW
+                except DockerError as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(one(container_id) for container_id in ids))
+        if failures:
+            raise failures[0]
+        return found
+
+    async def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        """The container's inspect data, or None once it is gone.
+
+        Raises _SlowContainer when the inspect failed but the engine still
+        answers (it holds a container it is starting or stopping): the
+        container is asked again shortly. Raises EngineUnavailableError when
+        the engine itself does not answer.
+        """
+        try:
+            return await self._client.inspect_container(container_id)
+        except ContainerGoneError:
+            return None
+        except EngineUnavailableError as exc:
+            await self._client.version()  # raises if the engine is gone
+            log.debug("discovery.inspect_slow", id=container_id[:12], reason=str(exc))
+            self._metrics.errors.labels(kind="inspect_slow").inc()
+            self._slow.add(container_id)
+            self._retry.set()
+            raise _SlowContainer(container_id) from exc
 
     async def _remote_tasks(
         self, local: Mapping[str, ContainerInfo]
@@ -217,6 +287,22 @@ class Discovery:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._follow())
             tasks.create_task(self._resync_periodically())
+            tasks.create_task(self._retry_slow())
+
+    async def _retry_slow(self) -> None:
+        """Asks again about the containers the engine was slow to describe."""
+        while True:
+            await self._retry.wait()
+            await asyncio.sleep(_SLOW_RETRY_S)
+            self._retry.clear()
+            slow, self._slow = self._slow, set()
+            for container_id in sorted(slow):
+                try:
+                    await self._refresh_container(container_id)
+                except DockerError as exc:
+                    # The engine went: the reconnect lists everything again.
+                    log.debug("discovery.retry_failed", reason=str(exc))
+                    break
 
     async def _follow(self) -> None:
         backoff = _BACKOFF_START_S
@@ -292,11 +378,9 @@ class Discovery:
         if not container_id:
             return
         try:
-            inspect: dict[str, Any] | None = await self._client.inspect_container(
-                container_id
-            )
-        except ContainerGoneError:
-            inspect = None
+            inspect = await self._inspect(container_id)
+        except _SlowContainer:
+            return  # asked again shortly; what was known of it holds
         self._mark_engine(up=True)
         async with self._lock:
             before = self._all.get(container_id)

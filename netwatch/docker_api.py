@@ -2,9 +2,21 @@
 
 It wraps aiodocker, negotiates the API version with the engine (never pins
 it), and translates every foreign error into `netwatch.errors` here, in one
-place. Endpoints used: GET /version, GET /containers/json, GET
-/containers/{id}/json, GET /networks, GET /events, POST /containers/{id}/exec,
-POST /exec/{id}/start, GET /exec/{id}/json.
+place.
+
+The endpoints netwatch uses, and no other (deploy/socket-proxy/haproxy.cfg
+allows these alone). First, without a version prefix, to learn the API
+version (aiodocker asks once per client; there is no /_ping):
+    GET /version
+then under that version's prefix (/v1.41/containers/json):
+    GET /containers/json
+    GET /containers/{id}/json
+    GET /networks
+    GET /networks/{id}          swarm overlay networks only, ?verbose=true
+    GET /events                 one stream, open for as long as netwatch runs
+    POST /containers/{id}/exec  the exec engine, and iperf3
+    POST /exec/{id}/start       attached: the answer's body is the output
+    GET /exec/{id}/json         the exec's exit code
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.events import DockerEvents
-from aiodocker.stream import Stream
+from aiodocker.stream import Message, _ExecParser
 
 from netwatch.errors import (
     ContainerGoneError,
@@ -30,6 +42,11 @@ from netwatch.errors import (
 
 # aiodocker reports a failed connection as a DockerError with this status.
 _AIODOCKER_CONNECT_FAILED = 900
+# What a TLS port does to plain HTTP says nothing of TLS itself.
+_TLS_HINT = (
+    " (plain HTTP: if the engine's port speaks TLS, set DOCKER_TLS_VERIFY=1"
+    " and DOCKER_CERT_PATH)"
+)
 
 # Events netwatch follows. Exec events (ours, many) are filtered out by the
 # engine. The engine matches `health_status` against `health_status: healthy`.
@@ -73,14 +90,49 @@ class ExecOutput:
     duration_s: float
 
 
+class _CappedOutput:
+    """Collects what aiodocker's demultiplexer parses out of an exec's
+    output (it stands in for aiodocker's queue): stdout and stderr apart, up
+    to `cap` bytes in all; `done` once capped or stdout ends with `marker`."""
+
+    def __init__(self, cap: int, marker: bytes | None) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.truncated = False
+        self.done = False
+        self._cap = cap
+        self._marker = marker
+
+    def feed_data(self, message: Message, size: int) -> None:
+        if self.done:
+            return
+        room = self._cap - len(self.stdout) - len(self.stderr)
+        if len(message.data) > room:
+            self.truncated = True
+        sink = self.stderr if message.stream == 2 else self.stdout
+        sink += message.data[: max(room, 0)]
+        if self.truncated or (self._marker and self.stdout.endswith(self._marker)):
+            self.done = True
+
+    def feed_eof(self) -> None:
+        pass
+
+    def set_exception(self, exc: BaseException) -> None:
+        raise exc
+
+
 @contextlib.contextmanager
-def _translated(container_id: str | None = None) -> Iterator[None]:
+def _translated(
+    container_id: str | None = None, *, plain_tcp: bool = False
+) -> Iterator[None]:
     """Turns aiodocker, aiohttp and OS errors into netwatch's own."""
     try:
         yield
     except aiodocker.DockerError as exc:
         message = str(exc.message).strip()
         if exc.status == _AIODOCKER_CONNECT_FAILED:
+            if plain_tcp and message.endswith("[Server disconnected]"):
+                message += _TLS_HINT
             raise EngineUnavailableError(message) from exc
         if exc.status == 404 and container_id is not None:
             raise ContainerGoneError(
@@ -93,6 +145,11 @@ def _translated(container_id: str | None = None) -> Iterator[None]:
         if exc.status >= 500 and "is not running" in message:
             raise ContainerNotRunningError(message) from exc
         raise DockerError(f"engine answered {exc.status}: {message}") from exc
+    except TimeoutError as exc:  # says nothing itself
+        what = f"container {container_id[:12]}: " if container_id else ""
+        raise EngineUnavailableError(
+            f"{what}the engine did not answer in time"
+        ) from exc
     except (aiohttp.ClientError, OSError) as exc:
         raise EngineUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
@@ -135,6 +192,13 @@ class DockerClient:
         docker = self._api
         return str(getattr(docker, "_connection_info", docker.docker_host))
 
+    def _translated(
+        self, container_id: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        # aiodocker turns tcp:// into https:// when it uses TLS.
+        plain_tcp = self._api.docker_host.startswith(("tcp://", "http://"))
+        return _translated(container_id, plain_tcp=plain_tcp)
+
     @property
     def _api(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -143,7 +207,7 @@ class DockerClient:
 
     async def version(self) -> dict[str, Any]:
         """Asks the engine who it is; the cheapest proof it answers."""
-        with _translated():
+        with self._translated():
             try:
                 return await self._api.version()
             except TimeoutError as exc:
@@ -153,19 +217,19 @@ class DockerClient:
 
     async def list_container_ids(self) -> list[str]:
         """Ids of running and paused containers."""
-        with _translated():
+        with self._translated():
             containers = await self._api.containers.list(
                 filters=json.dumps({"status": ["running", "paused"]})
             )
         return [str(container.id) for container in containers]
 
     async def inspect_container(self, container_id: str) -> dict[str, Any]:
-        with _translated(container_id):
+        with self._translated(container_id):
             container = await self._api.containers.get(container_id)
         return dict(container._container)
 
     async def list_networks(self) -> list[dict[str, Any]]:
-        with _translated():
+        with self._translated():
             return await self._api.networks.list()
 
     async def inspect_network_verbose(self, network_id: str) -> dict[str, Any]:
@@ -173,7 +237,7 @@ class DockerClient:
 
         aiodocker has no verbose flag for networks, hence its query helper.
         """
-        with _translated():
+        with self._translated():
             answer = await self._api._query_json(
                 f"networks/{network_id}", params={"verbose": "true"}
             )
@@ -207,7 +271,7 @@ class DockerClient:
                 await asyncio.wait([reader])
 
         if not reader.cancelled() and (failure := reader.exception()) is not None:
-            with _translated():
+            with self._translated():
                 raise failure
 
     async def exec(
@@ -228,12 +292,10 @@ class DockerClient:
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
-        stdout = bytearray()
-        stderr = bytearray()
-        truncated = False
+        output = _CappedOutput(output_cap, done_marker)
         timed_out = False
 
-        with _translated(container_id):
+        with self._translated(container_id):
             async with contextlib.AsyncExitStack() as stack:
                 container = self._api.containers.container(container_id)
                 # Waiting for a start slot is not the tool's time: the deadline
@@ -248,44 +310,53 @@ class DockerClient:
                                 tty=False,
                                 environment={"LC_ALL": "C", "LANG": "C"},
                             )
-                            # aiodocker's Stream is an async context manager
-                            # whose __aexit__ annotations are narrower than
-                            # typeshed's.
-                            stream: Stream = await stack.enter_async_context(
-                                execution.start(detach=False)  # type: ignore[arg-type]
-                            )
+                            response = await self._start_attached(execution.id)
+                            stack.callback(response.close)
                     except TimeoutError as exc:
                         raise DockerError(
                             f"the engine took over {self._request_timeout:g}s "
                             "to start an exec"
                         ) from exc
+                parser = _ExecParser(output, tty=False)
                 try:
                     async with asyncio.timeout(deadline_s):
-                        while (message := await stream.read_out()) is not None:
-                            room = output_cap - len(stdout) - len(stderr)
-                            if len(message.data) > room:
-                                truncated = True
-                            sink = stderr if message.stream == 2 else stdout
-                            sink += message.data[: max(room, 0)]
-                            if truncated:
+                        while not output.done:
+                            if not (chunk := await response.content.readany()):
                                 break
-                            if done_marker and stdout.endswith(done_marker):
-                                break
+                            parser.feed_data(chunk)
                 except TimeoutError:
                     timed_out = True
 
             exit_code, running, pid = await self._exit_status(execution)
 
         return ExecOutput(
-            stdout=bytes(stdout),
-            stderr=bytes(stderr),
+            stdout=bytes(output.stdout),
+            stderr=bytes(output.stderr),
             exit_code=exit_code,
             running=running,
             pid=pid,
             timed_out=timed_out,
-            truncated=truncated,
+            truncated=output.truncated,
             duration_s=loop.time() - started,
         )
+
+    async def _start_attached(self, exec_id: str) -> aiohttp.ClientResponse:
+        """Starts an exec; its output streams in as the answer's body.
+
+        Asked without `Upgrade: tcp`, the engine answers 200 and sends the
+        output until the exec ends: plain HTTP, which any API proxy passes.
+        HAProxy 2.4 and later drop the Upgrade header of a request with a body
+        (https://github.com/haproxy/haproxy/issues/2684), and aiodocker's
+        attach cannot read the 200 that the engine then answers.
+        """
+        async with self._api._query(
+            f"exec/{exec_id}/start",
+            method="POST",
+            data=json.dumps({"Detach": False, "Tty": False}),
+            # No total or read timeout: the deadline is the caller's.
+            timeout=aiohttp.ClientTimeout(connect=self._request_timeout),
+        ) as response:
+            return response
 
     async def _exit_status(self, execution: Any) -> tuple[int | None, bool, int]:
         """Reads an exec's exit code, waiting a little if the engine lags."""

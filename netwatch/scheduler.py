@@ -232,6 +232,8 @@ class Scheduler:
         self._idle.set()
         self._plan: PairPlan | None = None
         self._containers: Mapping[str, ContainerInfo] = {}
+        # Every container the engine may remember something of.
+        self._known: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._nudges: dict[str, asyncio.Event] = {}
         self._trackers = {
@@ -300,13 +302,16 @@ class Scheduler:
             if src not in wanted:
                 self._tasks.pop(src).cancel()
                 self._nudges.pop(src, None)
-                if src not in self._containers:
-                    self._engine.forget(src)
                 for tracker in self._trackers.values():
                     self._discard(tracker, src)
+        # Also a container that went while paused: it had no task by then.
+        for gone in self._known - set(self._containers):
+            self._engine.forget(gone)
+        self._known = set(self._containers)
         for src in sorted(wanted - set(self._tasks)):
             self._nudges[src] = asyncio.Event()
             self._tasks[src] = self._group.create_task(self._source_loop(src))
+        self._metrics.sources.set(len(self._tasks))
 
     async def drain(self, within_s: float) -> None:
         """Starts no more runs, and waits for the runs under way to end, so

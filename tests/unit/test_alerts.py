@@ -908,6 +908,29 @@ def test_removal_is_recorded():
     assert clock.changed_at("api-id") == pytest.approx(STARTED, abs=1e-6)
 
 
+def test_a_removal_is_forgotten_once_no_grace_period_needs_it():
+    """A container gone for keep_gone_s has no date any more, so a host that
+    churns containers is not remembered container by container for ever."""
+    clock = LifecycleClock(keep_gone_s=60)
+    clock.observe({"db-id": info("db"), "api-id": info("api")}, NOW)
+    clock.observe({"api-id": info("api")}, NOW + 1)
+
+    clock.observe({"api-id": info("api")}, NOW + 60)
+    within_grace = clock.changed_at("db-id")
+    clock.observe({"api-id": info("api")}, NOW + 61)
+
+    assert within_grace == NOW + 1
+    assert clock.changed_at("db-id") is None
+    assert clock.changed_at("api-id") == pytest.approx(STARTED, abs=1e-6)
+
+
+def test_the_service_keeps_removals_for_its_grace_period():
+    """The alert service tells the clock how long a removal matters."""
+    harness = Harness({"grace_period": "45s"})
+
+    assert harness.lifecycle.keep_gone_s == 45
+
+
 def test_never_seen_container_has_no_date():
     """A container never observed has no lifecycle date."""
     assert LifecycleClock().changed_at("db-id") is None

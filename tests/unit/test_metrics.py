@@ -3,6 +3,7 @@ the exposition render_metrics serves."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 
@@ -449,6 +450,29 @@ def test_self_metrics_have_no_created_series():
     names = {s.name for family in registry.collect() for s in family.samples}
 
     assert not any(name.endswith("_created") for name in names)
+
+
+async def test_self_metrics_count_the_loop_tasks_when_scraped():
+    """netwatch_asyncio_tasks counts the tasks of the loop it is read in,
+    and is NaN where no loop runs; the interpreter's blocks are counted."""
+    registry = CollectorRegistry()
+    SelfMetrics(registry)
+    before = registry.get_sample_value("netwatch_asyncio_tasks")
+
+    sleepers = [asyncio.create_task(asyncio.sleep(10)) for _ in range(3)]
+    during = registry.get_sample_value("netwatch_asyncio_tasks")
+    for sleeper in sleepers:
+        sleeper.cancel()
+    await asyncio.gather(*sleepers, return_exceptions=True)
+    outside = await asyncio.to_thread(
+        registry.get_sample_value, "netwatch_asyncio_tasks"
+    )
+
+    assert before is not None
+    assert during == before + 3
+    assert outside is not None
+    assert math.isnan(outside)
+    assert (registry.get_sample_value("netwatch_python_allocated_blocks") or 0) > 0
 
 
 def test_latency_histograms_lose_their_buckets_above_the_pair_limit():

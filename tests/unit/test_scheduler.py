@@ -1,9 +1,21 @@
-"""Which sources a new plan makes probe again at once."""
+"""Which sources a new plan makes probe again at once, and what the
+scheduler lets go of when a container goes."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+
+from netwatch.config import MatrixSettings, ProbeSettings
+from netwatch.containers import ContainerInfo
+from netwatch.matrix import ReachabilityMatrix
+from netwatch.metrics import SelfMetrics
 from netwatch.pairs import Tiering, plan_pairs, tier_plan
-from netwatch.scheduler import changed_sources
+from netwatch.probes.outcome import ProbeRequest, ProbeResult
+from netwatch.scheduler import Scheduler, changed_sources
 from tests.factories import attachment, container
 
 WEB = container("web", attachment("front", "10.0.0.2"), attachment("back", "10.1.0.2"))
@@ -87,3 +99,51 @@ def test_a_mesh_over_budget_is_shared_out_per_source():
 
     assert all(len(pairs) == 3 for pairs in tiered.by_source.values())
     assert left_out == 60
+
+
+class ForgetfulEngine:
+    """An engine that measures nothing and notes what it is told to forget."""
+
+    name = "exec"
+
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
+    async def probe_source(
+        self, src: ContainerInfo, requests: Sequence[ProbeRequest]
+    ) -> list[ProbeResult]:
+        return []
+
+    def forget(self, container_id: str) -> None:
+        self.forgotten.append(container_id)
+
+
+async def adopt(scheduler: Scheduler, *containers: ContainerInfo) -> None:
+    scheduler.update(plan_pairs(containers, max_ports=8), {c.id: c for c in containers})
+    await asyncio.sleep(0)
+
+
+async def test_a_container_removed_while_paused_is_forgotten():
+    """A paused source has no loop; once removed, the engine still forgets
+    it, and the source gauge counts the loops running."""
+    engine = ForgetfulEngine()
+    registry = CollectorRegistry()
+    scheduler = Scheduler(
+        engine,
+        ReachabilityMatrix(MatrixSettings()),
+        ProbeSettings(),
+        metrics=SelfMetrics(registry),
+    )
+    running = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0)
+
+    await adopt(scheduler, WEB, API, DB)
+    await adopt(scheduler, WEB, API, replace(DB, paused=True))
+    paused_sources = registry.get_sample_value("netwatch_scheduler_sources")
+    await adopt(scheduler, WEB, API)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    assert engine.forgotten == [DB.id]
+    assert paused_sources == 2
+    assert registry.get_sample_value("netwatch_scheduler_sources") == 2
