@@ -76,11 +76,16 @@ def granted(project: str) -> dict[str, object]:
         "--filter", "label=com.docker.compose.service=netwatch",
     ).split()  # fmt: skip
     host = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", container))
+    options = host["SecurityOpt"] or []
+    if host["PidMode"] == "host":
+        # The engine's own addition for a container in the host's PID
+        # namespace (no SELinux label can confine it): asked for by no file.
+        options = [option for option in options if option != "label=disable"]
     return {
         "cap_add": sorted(c.removeprefix("CAP_") for c in host["CapAdd"] or []),
         "cap_drop": host["CapDrop"],
         "read_only": host["ReadonlyRootfs"],
-        "security_opt": host["SecurityOpt"],
+        "security_opt": options,
         "pid": host["PidMode"],
     }
 

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from tests.integration.conftest import (
     ROOT,
     Lab,
     RunningDaemon,
+    docker,
     free_port,
     netwatch_env,
     run_netwatch,
@@ -155,6 +157,15 @@ class ApiProxy(Haproxy):
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    def finish(self) -> list[Request]:
+        """As Haproxy.finish, once an engine event has gone down every event
+        stream: HAProxy learns that a client has gone only when it writes to
+        it, and a quiet engine writes nothing to a stream left open."""
+        name = f"nwt-proxy-event-{uuid.uuid4().hex[:8]}"
+        docker("network", "create", "--internal", name)
+        docker("network", "rm", name)
+        return super().finish()
 
     def connect(self) -> socket.socket:
         client = socket.socket(socket.AF_UNIX)

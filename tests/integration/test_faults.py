@@ -146,10 +146,14 @@ def test_a_source_paused_or_killed_mid_run_spoils_nothing_else(lab, start_daemon
     the matrix and the metrics; the other sources' rounds go on, no probe
     process is left in any container, and the daemon keeps running."""
     lab.network("app")
-    # `slow` drops echo requests, so every ping run waits for its replies;
+    # `slow` drops the echo requests sent to it, so the other sources' ping
+    # runs wait out their timeout on it;
     # its TCP port answers, so it stays reachable as the topology expects.
     slow = lab.listen("slow", networks=("app",))
-    lab.in_netns(slow, "iptables", "-A", "INPUT", "-p", "icmp", "-j", "DROP")
+    lab.in_netns(
+        slow, "iptables", "-A", "INPUT", "-p", "icmp", "--icmp-type", "echo-request",
+        "-j", "DROP",
+    )  # fmt: skip
     paused = lab.run("paused", networks=("app",))
     killed = lab.run("killed", networks=("app",))
     steady = [lab.run(f"steady{index}", networks=("app",)) for index in range(2)]
