@@ -392,18 +392,24 @@ class Scheduler:
 
             if self._draining:
                 return
-            if nudge.is_set():
+            nudged = nudge.is_set()
+            if nudged:
                 await asyncio.sleep(_NUDGE_DEBOUNCE_S)
                 nudge.clear()
-                await self._run(src, list(self._kinds))
-                continue
-
             started = time.time()
             due = [
                 kind for kind, slot in slots.items() if slot <= started + _COALESCE_S
             ]
-            self._metrics.lag.observe(max(0.0, started - min(slots[k] for k in due)))
-            await self._run(src, due)
+            if nudged:
+                # The early run measures every kind, and stands for the rounds
+                # already due: a source nudged run after run (on a host whose
+                # containers change all the time) still completes its rounds.
+                await self._run(src, list(self._kinds))
+            else:
+                self._metrics.lag.observe(
+                    max(0.0, started - min(slots[k] for k in due))
+                )
+                await self._run(src, due)
             for kind in due:
                 self._report(self._trackers[kind], next_index[kind], src)
                 # Skip the rounds a slow run overlapped, if any.

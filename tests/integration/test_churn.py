@@ -51,8 +51,9 @@ LANES = 4
 SURVIVORS = 3
 # Resident memory may grow this much after the warm-up.
 MAX_GROWTH = 0.10
-# Loop tasks allowed beyond the pre-churn count: a run or a scrape under way.
-TASK_MARGIN = 4
+# Loop tasks are counted this many times, 0.2 s apart, and the fewest kept:
+# a probe run under way has a task per request for a moment, a leak always.
+TASK_SAMPLES = 15
 # An Engine API call this slow is an engine stuck on the container.
 STEP_TIMEOUT_S = 30
 # Discovery lines each cycle may log at INFO, one per change.
@@ -170,6 +171,15 @@ def footprint(daemon: RunningDaemon) -> dict[str, float]:
     }
 
 
+def settled_tasks(daemon: RunningDaemon) -> float:
+    """The fewest loop tasks seen over a few seconds: those that stay."""
+    counts = []
+    for _ in range(TASK_SAMPLES):
+        counts.append(self_metric(daemon, "netwatch_asyncio_tasks"))
+        time.sleep(0.2)
+    return min(counts)
+
+
 def label_values(metrics: str) -> dict[str, set[str]]:
     """Every value of every label in the exposition, by label name."""
     values: dict[str, set[str]] = {}
@@ -204,7 +214,7 @@ def test_churn_leaves_nothing_behind_and_memory_flat(lab, start_daemon):
     )
     daemon.wait_ready()
     settle(daemon, survivors)
-    tasks_before = self_metric(daemon, "netwatch_asyncio_tasks")
+    tasks_before = settled_tasks(daemon)
 
     started = time.monotonic()
     gone = asyncio.run(churn(lab, 0, WARM_UP))
@@ -216,6 +226,7 @@ def test_churn_leaves_nothing_behind_and_memory_flat(lab, start_daemon):
     churn_s = time.monotonic() - started
     settle(daemon, survivors)
     after = footprint(daemon)
+    tasks_after = settled_tasks(daemon)
     metrics = daemon.metrics()
     matrix = daemon.matrix()
     figures = {
@@ -225,6 +236,7 @@ def test_churn_leaves_nothing_behind_and_memory_flat(lab, start_daemon):
         "warm_up_s": round(warm_up_s, 1),
         "churn_s": round(churn_s, 1),
         "tasks_before_churn": tasks_before,
+        "tasks_after_churn": tasks_after,
         "after_warm_up": warm,
         "after_churn": after,
         "rss_growth_ratio": round(after["rss_bytes"] / warm["rss_bytes"] - 1, 4),
@@ -249,7 +261,7 @@ def test_churn_leaves_nothing_behind_and_memory_flat(lab, start_daemon):
     }
     assert self_metric(daemon, "netwatch_containers") == SURVIVORS
     assert self_metric(daemon, "netwatch_scheduler_sources") == SURVIVORS
-    assert abs(after["asyncio_tasks"] - tasks_before) <= TASK_MARGIN
+    assert tasks_after == tasks_before, figures
     for survivor in survivors:
         wait_for(
             lambda s=survivor: leftovers(s) == [], 15, f"{survivor} to run no probe"
