@@ -235,7 +235,7 @@ def _run_async(coroutine: Coroutine[Any, Any, int]) -> int:
 # 10) that set off a full collection every two or three seconds on a
 # 60-container host, each about 100 ms long and finding nothing, which also
 # held up /metrics (355 ms at worst). At these, one ran in two minutes, the
-# slowest scrape took 107 ms and memory stayed as it was
+# slowest scrape of three minutes took 152 ms, and memory stayed as it was
 # (benchmarks/round_vs_naive.py --soak).
 _GC_THRESHOLDS = (50_000, 20, 10)
 
