@@ -349,14 +349,13 @@ class DockerClient:
         (https://github.com/haproxy/haproxy/issues/2684), and aiodocker's
         attach cannot read the 200 that the engine then answers.
         """
-        async with self._api._query(
+        return await self._api._do_query(
             f"exec/{exec_id}/start",
             method="POST",
             data=json.dumps({"Detach": False, "Tty": False}),
             # No total or read timeout: the deadline is the caller's.
             timeout=aiohttp.ClientTimeout(connect=self._request_timeout),
-        ) as response:
-            return response
+        )
 
     async def _exit_status(self, execution: Any) -> tuple[int | None, bool, int]:
         """Reads an exec's exit code, waiting a little if the engine lags."""
