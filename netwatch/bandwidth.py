@@ -396,12 +396,11 @@ class BandwidthSampler:
         listening = await self._netns.sockets_in(dst, [spec])
         sending = await self._netns.sockets_in(src, [spec])
         try:
-            problem = listening.problem or sending.problem
-            if problem is not None:
-                return _failed(FailureKind.TOOL_FAILED, problem)
-            return await _push(
-                listening.made[0], sending.made[0], address, self._settings.duration
-            )
+            listener, sender = listening.all_made(), sending.all_made()
+            if isinstance(listener, str) or isinstance(sender, str):
+                problem = listener if isinstance(listener, str) else sender
+                return _failed(FailureKind.TOOL_FAILED, str(problem))
+            return await _push(listener[0], sender[0], address, self._settings.duration)
         finally:
             listening.close()
             sending.close()

@@ -178,19 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the client certificate's key (default: in --client-cert)",
     )
 
-    policy = commands.add_parser(
-        "policy",
-        help="show what is expected of every pair, with the policy applied",
-        description="Print the effective expectation of every pair of monitored "
+    policy_description = (
+        "Print the effective expectation of every pair of monitored "
         "containers: reachable or isolated, why (a policy rule and its line, or "
         "the topology), and the ports that must be open or closed. Probes "
         "nothing. Exit 2 when the policy is invalid, 3 when the engine cannot "
-        "be used.",
+        "be used."
+    )
+    policy = commands.add_parser(
+        "policy",
+        help="show what is expected of every pair, with the policy applied",
+        description=policy_description,
     )
     policy_commands = policy.add_subparsers(
         dest="policy_command", metavar="ACTION", required=True
     )
-    show = policy_commands.add_parser("show", help="print the effective expectation")
+    show = policy_commands.add_parser(
+        "show",
+        help="print the effective expectation",
+        description=policy_description,
+    )
     _common_options(show)
     show.add_argument("--json", action="store_true", help="print JSON instead")
     return parser

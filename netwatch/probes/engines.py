@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 
 from netwatch.config import ProbeSettings
 from netwatch.containers import ContainerInfo
@@ -13,7 +14,7 @@ from netwatch.errors import ConfigError
 from netwatch.metrics import SelfMetrics
 from netwatch.probes.exec_engine import ExecEngine
 from netwatch.probes.netns_engine import NetnsEngine, can_enter_namespaces
-from netwatch.probes.outcome import ProbeRequest, ProbeResult
+from netwatch.probes.outcome import Outcome, ProbeRequest, ProbeResult
 
 
 class NamespaceFirstEngine:
@@ -29,12 +30,35 @@ class NamespaceFirstEngine:
     async def probe_source(
         self, src: ContainerInfo, requests: Sequence[ProbeRequest]
     ) -> list[ProbeResult]:
-        if self._netns.reachable(src):
-            return await self._netns.probe_source(src, requests)
-        return await self._fallback.probe_source(src, requests)
+        if not self._netns.reachable(src):
+            return await self._fallback.probe_source(src, requests)
+        results, refused = await self._netns.probe(src, requests)
+        if not refused:
+            return results
+        # The namespace refused a kind of socket (ICMP in the host's own
+        # namespace, whose ping_group_range leaves netwatch out): the
+        # container's own tools may measure what netwatch's sockets cannot.
+        retried = {
+            _key(result): result
+            for result in await self._fallback.probe_source(
+                src, [request for request, _ in refused]
+            )
+        }
+        for _, refusal in refused:
+            result = retried.get(_key(refusal))
+            if result is None or result.outcome is Outcome.UNMEASURED:
+                said = result.detail if result is not None else "no result"
+                result = replace(refusal, detail=f"{refusal.detail}; by exec: {said}")
+            results.append(result)
+        return results
 
     def forget(self, container_id: str) -> None:
         self._fallback.forget(container_id)
+
+
+def _key(result: ProbeResult) -> tuple[object, ...]:
+    """What a result answers: one request of a source's run."""
+    return (result.probe, result.dst, result.address, result.network, result.port)
 
 
 ProbingEngine = ExecEngine | NamespaceFirstEngine

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import struct
@@ -96,12 +97,41 @@ def _family(address: str) -> socket.AddressFamily:
 
 @dataclass
 class _Sockets:
-    made: list[socket.socket] = field(default_factory=list)
+    """The sockets made in one namespace, one per spec asked for, each a
+    socket or the error that refused it; `problem` (and its `reason`) when
+    the namespace itself could not be used."""
+
+    made: list[socket.socket | OSError] = field(default_factory=list)
     problem: str | None = None
+    reason: Reason = Reason.SOURCE_GONE
+
+    def all_made(self) -> list[socket.socket] | str:
+        """Every socket asked for, or why not."""
+        if self.problem is not None:
+            return self.problem
+        sockets = [sock for sock in self.made if isinstance(sock, socket.socket)]
+        for refused in self.made:
+            if isinstance(refused, OSError):
+                return _refusal(refused)
+        return sockets
 
     def close(self) -> None:
         for sock in self.made:
-            sock.close()
+            if isinstance(sock, socket.socket):
+                sock.close()
+
+
+def _refusal(exc: OSError) -> str:
+    return f"cannot make a socket in the namespace: {exc.strerror or exc}"
+
+
+def _refusal_reason(exc: OSError) -> Reason:
+    """A socket refused for want of rights (an ICMP socket where
+    net.ipv4.ping_group_range leaves netwatch out, as in the host's own
+    namespace), or of support (IPv6 turned off)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return Reason.PERMISSION_DENIED
+    return Reason.ENGINE_UNSUPPORTED
 
 
 def make_sockets(
@@ -116,6 +146,8 @@ def make_sockets(
         target = os.open(path, os.O_RDONLY)
     except OSError as exc:
         made.problem = f"cannot open {path}: {exc.strerror}"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            made.reason = Reason.PERMISSION_DENIED
         return made
     if container_id is not None and not still_the_containers(
         path.parent.parent, container_id
@@ -131,21 +163,24 @@ def make_sockets(
         _setns(target)
         try:
             for family, kind, proto in specs:
-                made.made.append(socket.socket(family, kind, proto))
-        except OSError as exc:
-            made.problem = (
-                f"cannot make a socket in the namespace: {exc.strerror or exc}"
-            )
+                try:
+                    made.made.append(socket.socket(family, kind, proto))
+                except OSError as exc:
+                    made.made.append(exc)
         finally:
             # Back home, always: this thread serves other containers next.
             _setns(home)
     except OSError as exc:
+        made.close()
+        made.made = []
         made.problem = f"cannot enter the namespace: {exc.strerror or exc}"
+        made.reason = Reason.PERMISSION_DENIED
     finally:
         os.close(target)
         os.close(home)
     for sock in made.made:
-        sock.setblocking(False)
+        if isinstance(sock, socket.socket):
+            sock.setblocking(False)
     return made
 
 
@@ -251,11 +286,21 @@ class NetnsEngine:
     async def probe_source(
         self, src: ContainerInfo, requests: Sequence[ProbeRequest]
     ) -> list[ProbeResult]:
+        results, refused = await self.probe(src, requests)
+        return results + [result for _, result in refused]
+
+    async def probe(
+        self, src: ContainerInfo, requests: Sequence[ProbeRequest]
+    ) -> tuple[list[ProbeResult], list[tuple[ProbeRequest, ProbeResult]]]:
+        """The results, and apart from them the requests whose socket the
+        namespace refused, each with its unmeasured result: another engine
+        may measure those."""
         if not requests:
-            return []
+            return [], []
         if not self.reachable(src):
             detail = f"network namespace of pid {src.pid} is not visible"
-            return [unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests]
+            gone = [unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests]
+            return gone, []
 
         pings = [r for r in requests if r.probe is ProbeKind.PING]
         others = [r for r in requests if r.probe is not ProbeKind.PING]
@@ -267,19 +312,40 @@ class NetnsEngine:
         try:
             if sockets.problem is not None:
                 detail = first_line(sockets.problem)
-                return [
-                    unmeasured(src.id, r, Reason.SOURCE_GONE, detail) for r in requests
+                failed = [
+                    unmeasured(src.id, r, sockets.reason, detail) for r in requests
                 ]
+                return failed, []
             made = iter(sockets.made)
             icmp = next(made) if want_v4 else None
             icmp6 = next(made) if want_v6 else None
+            refused: list[tuple[ProbeRequest, ProbeResult]] = []
+
+            def usable(
+                sock: socket.socket | OSError | None, wanting: list[ProbeRequest]
+            ) -> socket.socket | None:
+                if not isinstance(sock, OSError):
+                    return sock
+                reason, detail = _refusal_reason(sock), _refusal(sock)
+                refused.extend(
+                    (r, unmeasured(src.id, r, reason, detail)) for r in wanting
+                )
+                return None
+
+            icmp = usable(icmp, [r for r in pings if ":" not in r.address])
+            icmp6 = usable(icmp6, [r for r in pings if ":" in r.address])
+            pairs = [
+                (r, usable(sock, [r])) for r, sock in zip(others, made, strict=True)
+            ]
+            sendable = [r for r in pings if (icmp6 if ":" in r.address else icmp)]
             async with asyncio.TaskGroup() as tasks:
-                pinging = tasks.create_task(self._ping(src.id, pings, icmp, icmp6))
+                pinging = tasks.create_task(self._ping(src.id, sendable, icmp, icmp6))
                 running = [
                     tasks.create_task(self._one(src.id, request, sock))
-                    for request, sock in zip(others, made, strict=True)
+                    for request, sock in pairs
+                    if sock is not None
                 ]
-            return pinging.result() + [task.result() for task in running]
+            return pinging.result() + [task.result() for task in running], refused
         finally:
             sockets.close()
 

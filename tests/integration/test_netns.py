@@ -125,3 +125,35 @@ def test_interfaces_and_listening_ports_come_from_the_namespace(lab, start_daemo
     assert received
     assert received[0] > 0
     assert daemon.pair(client, server)["probes"]["tcp"]["state"] == "reachable"
+
+
+def test_a_namespace_that_refuses_icmp_sockets_falls_back_to_the_tools(lab):
+    """Where net.ipv4.ping_group_range leaves netwatch out (the host's own
+    namespace often does, so host-network containers), the namespace engine
+    cannot make an ICMP socket: the container's own ping measures instead,
+    TCP still runs from the namespace, and a container without ping says
+    why it was not measured, never "source gone" or unreachable."""
+    lab.network("app")
+    server = lab.listen("server", networks=("app",))
+    tooled = lab.run("tooled", networks=("app",))
+    bare = lab.run("bare", "distroless", networks=("app",), command=("/sleeper",))
+    for source in (tooled, bare):
+        lab.in_netns(
+            source, "sh", "-c", "echo 1 0 > /proc/sys/net/ipv4/ping_group_range"
+        )
+
+    _, body = matrix(lab, "netns")
+    pairs = {(p["src"], p["dst"]): p for p in body["pairs"]}
+
+    by_tools = pairs[(tooled, server)]
+    assert by_tools["verdict"] == "ok", by_tools
+    assert by_tools["probes"]["ping"]["state"] == "reachable", by_tools
+    assert by_tools["probes"]["tcp"]["state"] == "reachable", by_tools
+    assert by_tools["probes"]["tcp"]["results"][0]["connect_s"] > 0
+    untooled = pairs[(bare, server)]["probes"]
+    assert untooled["ping"]["state"] == "unknown", untooled
+    ping = untooled["ping"]["results"][0]
+    assert ping["reason"] == "permission_denied", ping
+    assert "cannot make a socket in the namespace" in ping["detail"], ping
+    assert "by exec: " in ping["detail"], ping
+    assert untooled["tcp"]["state"] == "reachable", untooled

@@ -179,7 +179,7 @@ async def test_rounds_complete_while_changes_nudge_the_sources_all_the_time():
     running = asyncio.create_task(scheduler.run())
     await asyncio.sleep(0)
 
-    for flip in range(20):
+    for flip in range(30):
         # DB paused, then not: WEB's and API's pairs to it change each time.
         await adopt(scheduler, WEB, API, replace(DB, paused=flip % 2 == 1))
         await asyncio.sleep(0.15)
