@@ -37,7 +37,7 @@ from pydantic_settings import (
 )
 
 from netwatch.errors import ConfigError
-from netwatch.validation import port_number, shorten
+from netwatch.validation import engine_address_problem, port_number, shorten
 from netwatch.yamlfile import KeyPath, line_of, read_yaml
 
 ENV_PREFIX = "NETWATCH_"
@@ -138,6 +138,13 @@ class DockerSettings(Section):
     )
     exec_concurrency: Count = Field(default=8, ge=1, le=64)
     request_timeout: Duration = 10.0
+
+    @field_validator("host")
+    @classmethod
+    def _usable_address(cls, host: str | None) -> str | None:
+        if host is not None and (problem := engine_address_problem(host)):
+            raise ValueError(problem)
+        return host
 
 
 class DiscoverySettings(Section):

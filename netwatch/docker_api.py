@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from netwatch.errors import (
     DockerError,
     EngineUnavailableError,
 )
+from netwatch.validation import engine_address_problem, shorten
 
 # aiodocker reports a failed connection as a DockerError with this status.
 _AIODOCKER_CONNECT_FAILED = 900
@@ -171,6 +173,11 @@ class DockerClient:
         self._exec_starts = asyncio.Semaphore(exec_start_concurrency)
 
     async def __aenter__(self) -> DockerClient:
+        # DOCKER_HOST is read by aiodocker; checked here like docker.host.
+        address = self._host or os.environ.get("DOCKER_HOST")
+        if address and (problem := engine_address_problem(address)):
+            where = "docker.host" if self._host else "DOCKER_HOST"
+            raise EngineUnavailableError(f"{where} {shorten(address)}: {problem}")
         try:
             self._docker = aiodocker.Docker(
                 url=self._host,

@@ -373,6 +373,12 @@ def test_config_is_frozen():
         ("docker: 5\n", "docker: must be a mapping"),
         ("docker:\n  host: ssh://me@127.0.0.1\n", "docker.host"),
         ("docker:\n  host: garbage\n", "docker.host"),
+        ("docker:\n  host: 'tcp://[::1'\n", "docker.host: not a URL"),
+        ("docker:\n  host: tcp://127.0.0.1:99999\n", "docker.host: not a URL"),
+        ("docker:\n  host: tcp://127.0.0.1:abc\n", "docker.host: not a URL"),
+        ("docker:\n  host: 'http://[zz]:1'\n", "docker.host: not a URL"),
+        ("docker:\n  host: tcp://:2375\n", "docker.host: no host"),
+        ("docker:\n  host: unix:///\n", "docker.host: no socket path"),
     ],
     ids=[
         "inf-timeout",
@@ -384,6 +390,12 @@ def test_config_is_frozen():
         "scalar-section",
         "ssh-host",
         "schemeless-host",
+        "unclosed-ipv6",
+        "port-out-of-range",
+        "port-not-a-number",
+        "bad-ipv6",
+        "no-host",
+        "no-socket-path",
     ],
 )
 def test_values_that_once_slipped_through_are_errors(tmp_path, text, expected):
@@ -415,3 +427,13 @@ def test_a_file_that_is_not_utf8_is_a_clear_error(tmp_path):
     found = problems(path=path)
 
     assert found[0].startswith(f"{path}: cannot read")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["unix:///var/run/docker.sock", "tcp://127.0.0.1:2375", "https://[::1]:2376"],
+)
+def test_usable_engine_addresses_pass(tmp_path, address):
+    config = load_config(path=write(tmp_path, f"docker:\n  host: '{address}'\n"))
+
+    assert config.docker.host == address
