@@ -64,6 +64,17 @@ class Reason(StrEnum):
     ENGINE_UNAVAILABLE = "engine_unavailable"
 
 
+# How tools say there is no way to the address: the C libraries' words for
+# ENETUNREACH and EHOSTUNREACH, glibc's ("Network is unreachable", "No route
+# to host") and musl's, which Alpine and BusyBox builds print ("Network
+# unreachable", "Host is unreachable"). Lower case, to find in lowered text.
+NO_ROUTE_WORDS = (
+    "network is unreachable",
+    "no route to host",
+    "network unreachable",
+    "host is unreachable",
+)
+
 # Reasons that mean the network refused the probe; all others mean netwatch
 # could not measure.
 NETWORK_REASONS = frozenset(

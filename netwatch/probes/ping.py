@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from netwatch.config import PingSettings
-from netwatch.probes.outcome import NETWORK_REASONS, Reason, first_line
+from netwatch.probes.outcome import (
+    NETWORK_REASONS,
+    NO_ROUTE_WORDS,
+    Reason,
+    first_line,
+)
 
 
 class PingVariant(StrEnum):
@@ -121,7 +126,7 @@ _DNS = (
     "cannot resolve",
     "no address associated with hostname",
 )
-_NO_ROUTE = ("no route to host", "network is unreachable", "operation not permitted")
+_NO_ROUTE = (*NO_ROUTE_WORDS, "operation not permitted")
 _USAGE = (
     "invalid option",
     "unrecognized option",
@@ -230,7 +235,7 @@ def parse_ping_output(stdout: str, stderr: str, exit_code: int | None) -> PingPa
         lowered = f"{stderr}\n{stdout}".lower()
         if "destination host unreachable" in lowered:
             reason = Reason.HOST_UNREACHABLE
-        elif "no route to host" in lowered or "network is unreachable" in lowered:
+        elif any(words in lowered for words in NO_ROUTE_WORDS):
             reason = Reason.NO_ROUTE
         elif errors or "unreachable" in lowered:
             reason = Reason.HOST_UNREACHABLE

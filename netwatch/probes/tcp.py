@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 
 from netwatch.config import TcpSettings
-from netwatch.probes.outcome import Reason, first_line
+from netwatch.probes.outcome import NO_ROUTE_WORDS, Reason, first_line
 
 
 class NcVariant(StrEnum):
@@ -74,8 +74,7 @@ _REFUSED = re.compile(r"connection refused", re.IGNORECASE)
 # "timed out" (OpenBSD, BusyBox) or Ncat's closing "TIMEOUT."
 _TIMEOUT = re.compile(r"\btimed out\b|\btimeout\.?\s*$", re.IGNORECASE)
 _NO_ROUTE = re.compile(
-    r"no route to host|network is unreachable|host is unreachable"
-    r"|operation not permitted",
+    "|".join((*map(re.escape, NO_ROUTE_WORDS), "operation not permitted")),
     re.IGNORECASE,
 )
 _PERMISSION = re.compile(r"permission denied", re.IGNORECASE)

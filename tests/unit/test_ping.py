@@ -250,6 +250,32 @@ def test_case_nw008_name_failure_is_not_loss(variant):
     assert result.reachable is None
 
 
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "ping: sendto: Network unreachable\n",
+        "ping: sendto: Host is unreachable\n",
+        "ping: sendto: Network is unreachable\n",
+        "ping: sendmsg: No route to host\n",
+    ],
+    ids=["musl-enetunreach", "musl-ehostunreach", "glibc-enetunreach", "glibc-ehost"],
+)
+def test_no_route_in_either_c_librarys_words_is_unreachable(stderr):
+    """musl (Alpine, static BusyBox) and glibc word ENETUNREACH and
+    EHOSTUNREACH differently; each is no_route, never a parse error, with
+    and without BusyBox's statistics."""
+    busybox_stats = (
+        "PING 10.9.0.2 (10.9.0.2): 56 data bytes\n\n--- 10.9.0.2 ping statistics ---\n"
+        "3 packets transmitted, 0 packets received, 100% packet loss\n"
+    )
+    alone = parse_ping_output("", stderr, 1)
+    with_stats = parse_ping_output(busybox_stats, stderr, 1)
+
+    assert alone.reason is Reason.NO_ROUTE
+    assert with_stats.reason is Reason.NO_ROUTE
+    assert alone.reachable is with_stats.reachable is False
+
+
 def test_case_nw008_send_error_no_route_is_unreachable():
     """NW-008 note: 'sendmsg: No route to host' is no_route, and unreachable."""
     result = parse_ping_output("", "ping: sendmsg: No route to host\n", 1)

@@ -107,3 +107,19 @@ def test_case_nw009_ncat_rejecting_z_is_a_usage_error():
 def test_argv_per_variant(variant, argv):
     """Each variant gets the connect-only form it understands."""
     assert tcp_argv(variant, TcpSettings(), "10.0.0.2", 80) == argv
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "nc: can't connect to remote host (10.9.0.2): Network unreachable\n",
+        "nc: can't connect to remote host (10.9.0.2): Host is unreachable\n",
+    ],
+    ids=["musl-enetunreach", "musl-ehostunreach"],
+)
+def test_no_route_in_musls_words_is_unreachable(stderr):
+    """BusyBox nc built on musl says it in musl's words."""
+    reason, detail = parse_nc_output("", stderr, 1)
+
+    assert reason is Reason.NO_ROUTE
+    assert "unreachable" in detail
