@@ -323,6 +323,12 @@ class Daemon:
             self._reload_asked.clear()
             await self.reload()
 
+    def _reload_failed(self, problems: list[str]) -> ReloadOutcome:
+        self.metrics.reloads.labels(result="failed").inc()
+        self.metrics.reload_ok.set(0)
+        log.error("config.reload_failed", problems=list(problems))
+        return ReloadOutcome.failed(problems)
+
     async def reload(self) -> ReloadOutcome:
         """Reads the configuration and the policy again and applies them; a
         configuration that fails validation changes nothing."""
@@ -342,10 +348,10 @@ class Daemon:
                     else None
                 )
             except ConfigError as exc:
-                self.metrics.reloads.labels(result="failed").inc()
-                self.metrics.reload_ok.set(0)
-                log.error("config.reload_failed", problems=list(exc.problems))
-                return ReloadOutcome.failed(exc.problems)
+                return self._reload_failed(exc.problems)
+            except Exception as exc:  # a reader's fault must not end the daemon
+                log.exception("config.reload_error")
+                return self._reload_failed([f"cannot read the files: {exc!r}"])
 
             merged = merge_reloaded(self.config, loaded)
             needs_restart = merged.needs_restart

@@ -27,24 +27,65 @@ class DuplicateKeyError(yaml.YAMLError):
         self.line = line
 
 
-def _plain(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        data: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node)
-            if key in data:
-                # YAML would quietly keep the last one; a typo'd copy wins.
-                first = lines.get((*path, str(key)), 0)
-                raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
-            data[key] = _plain(value_node, (*path, str(key)), lines)
-            lines[(*path, str(key))] = key_node.start_mark.line + 1
-        return data
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _plain(item, (*path, index), lines) for index, item in enumerate(node.value)
-        ]
-    return _scalar(node)
+class AliasError(yaml.YAMLError):
+    """An alias that contains itself, or aliases that expand past reason."""
+
+    def __init__(self, problem: str, line: int) -> None:
+        super().__init__(problem)
+        self.line = line
+
+
+# Nodes a file may expand to once its aliases are followed: far beyond any
+# configuration, far below what an alias bomb ("billion laughs") reaches.
+_MAX_NODES = 100_000
+
+
+class _Reader:
+    """Turns composed nodes into plain data, noting the line of each key
+    path. Aliases share node objects, so the nodes form a graph: one that
+    contains itself is refused, and so is one that expands too far."""
+
+    def __init__(self, lines: dict[KeyPath, int]) -> None:
+        self.lines = lines
+        self._open: set[int] = set()
+        self._nodes = 0
+
+    def plain(self, node: yaml.Node, path: KeyPath) -> Any:
+        line = node.start_mark.line + 1
+        self._nodes += 1
+        if self._nodes > _MAX_NODES:
+            raise AliasError(
+                f"more than {_MAX_NODES} values once its aliases are expanded", line
+            )
+        if id(node) in self._open:
+            # The node is the anchored one: its own line is the anchor's.
+            raise AliasError(
+                "an alias refers to a value that contains it "
+                f"(anchored on line {line})",
+                self.lines.get(path[:-1], line),
+            )
+        self.lines[path] = line
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return _scalar(node)
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [
+                    self.plain(item, (*path, index))
+                    for index, item in enumerate(node.value)
+                ]
+            data: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = _scalar(key_node)
+                if key in data:
+                    # YAML would quietly keep the last one; a typo'd copy wins.
+                    first = self.lines.get((*path, str(key)), 0)
+                    raise DuplicateKeyError(key, key_node.start_mark.line + 1, first)
+                data[key] = self.plain(value_node, (*path, str(key)))
+                self.lines[(*path, str(key))] = key_node.start_mark.line + 1
+            return data
+        finally:
+            self._open.discard(id(node))
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
@@ -71,8 +112,8 @@ def read_yaml(path: Path) -> tuple[Any, dict[KeyPath, int]]:
     if node is None:
         return None, lines
     try:
-        return _plain(node, (), lines), lines
-    except DuplicateKeyError as exc:
+        return _Reader(lines).plain(node, ()), lines
+    except (DuplicateKeyError, AliasError) as exc:
         raise ConfigError([f"{path}:{exc.line}: {exc}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc

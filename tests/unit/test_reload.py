@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netwatch.config import Config
+from netwatch.daemon import Daemon
 from netwatch.reload import ReloadOutcome, merge_reloaded
 
 
@@ -73,3 +74,26 @@ def test_outcomes_read_as_sentences():
         "configuration reloaded; changed: policy\n"
         "these take effect at the next start: docker\n"
     )
+
+
+async def test_a_reader_that_fails_unexpectedly_is_a_failed_reload():
+    """Whatever goes wrong reading the files, the reload fails, is counted
+    and logged, and the running configuration stays."""
+    config = Config.model_validate({})
+
+    def broken() -> tuple[Config, None]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    daemon = Daemon(config, reload_from=broken)  # type: ignore[arg-type]
+
+    outcome = await daemon.reload()
+
+    assert not outcome.ok
+    assert "RecursionError" in outcome.describe()
+    assert daemon.config is config
+    registry = daemon.registry
+    assert (
+        registry.get_sample_value("netwatch_config_reloads_total", {"result": "failed"})
+        == 1
+    )
+    assert registry.get_sample_value("netwatch_config_last_reload_successful") == 0
