@@ -42,6 +42,10 @@ def one_node_swarm() -> Iterator[None]:
     """A swarm of this machine alone, left again afterwards if made here."""
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
     made = state != "active"
+    # The swarm's bridge to the host outlives the swarm: removed if made here.
+    had_bridge = bool(
+        docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$")
+    )
     if made:
         docker("swarm", "init", "--advertise-addr", advertise_address())
     try:
@@ -49,6 +53,8 @@ def one_node_swarm() -> Iterator[None]:
     finally:
         if made:
             docker("swarm", "leave", "--force", check=False)
+            if not had_bridge:
+                docker("network", "rm", "docker_gwbridge", check=False)
 
 
 def test_the_stack_deploys_and_sees_containers_on_its_overlay(image):  # noqa: F811
