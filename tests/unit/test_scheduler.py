@@ -187,4 +187,6 @@ async def test_rounds_complete_while_changes_nudge_the_sources_all_the_time():
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
 
-    assert all(completed >= 2 for completed in rounds.values()), rounds
+    # Without the early runs standing for their rounds, none completes at all;
+    # how many do depends on how busy the machine is.
+    assert all(completed >= 1 for completed in rounds.values()), rounds
